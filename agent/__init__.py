@@ -1,0 +1,1 @@
+"""qvl-agent: the agent loop, prompts, parsing, history, trajectories and the CLI."""

@@ -1,0 +1,1 @@
+"""Environments (local desktop, browser), the OSWorld-compatible task harness, evaluators and bundled tasks."""

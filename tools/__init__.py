@@ -1,0 +1,1 @@
+"""Action executors: desktop (mss + pyautogui) and browser (Playwright)."""

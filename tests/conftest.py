@@ -87,3 +87,9 @@ def chromium_path() -> str:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing (apt-get install chromium)")
     return CHROMIUM
+
+
+# Test helper modules (e.g. tests/tiny_checkpoints.py) are imported by name from any test folder.
+import sys as _sys
+
+_sys.path.insert(0, str(Path(__file__).parent))

@@ -336,3 +336,23 @@ def _handler_for(server: SiteServer) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
     return Handler
+
+
+# ---------------------------------------------------------------------------------------------------
+# Task placeholders
+
+SITE_PLACEHOLDER = "{SITE}"  # base URL of the running sites server, e.g. "{SITE}/flights/"
+SITE_STATE_PLACEHOLDER = "{SITE_STATE}"  # absolute path of its state file, for vm_file getters
+
+
+def uses_sites(task_json: dict) -> bool:
+    text = json.dumps(task_json)
+    return SITE_PLACEHOLDER in text or SITE_STATE_PLACEHOLDER in text
+
+
+def fill_site_placeholders(task_json: dict, server: SiteServer) -> dict:
+    """The task with {SITE} and {SITE_STATE} replaced by this server's URL and state file, everywhere."""
+    text = json.dumps(task_json, ensure_ascii=False)
+    text = text.replace(SITE_PLACEHOLDER, server.url)
+    text = text.replace(SITE_STATE_PLACEHOLDER, json.dumps(str(server.state_file))[1:-1])
+    return json.loads(text)

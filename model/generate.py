@@ -1,0 +1,314 @@
+"""`Qwen3VL`: the runtime's entry point (load, logits, generate, chat) and the token sampler.
+
+Generation = one prefill over the (left-padded) prompts into a preallocated KV cache, then one decode step
+per new token for the whole batch. Decode positions continue each row's 3-D positions through its rope
+delta, so a padded row produces the same tokens as the prompt alone.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from model.config import Qwen3VLConfig
+from model.rope import mrope_axis_of_slot, mrope_cos_sin, rope_index, text_inv_freq
+from model.text import KVCache, TextDecoder, attention_mask_for
+from model.vision import VisionEncoder
+
+StreamCallback = Callable[[Tensor], None]   # called with the new token of every row, LongTensor [B]
+
+
+# --------------------------------------------------------------------------------------------- sampling
+
+
+@dataclass
+class SamplingParams:
+    temperature: float = 0.0          # 0 = greedy
+    top_p: float = 1.0
+    top_k: int = 0                    # 0 = off
+    repetition_penalty: float = 1.0   # transformers semantics, over prompt + generated tokens
+    presence_penalty: float = 0.0     # OpenAI semantics: subtracted once from every generated token's logit
+
+    def check(self) -> "SamplingParams":
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+        if self.repetition_penalty <= 0:
+            raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+        return self
+
+
+def next_tokens(logits: Tensor, params: SamplingParams, seen: Tensor, generated: Tensor,
+                generator: torch.Generator | None) -> Tensor:
+    """logits [B, V] (fp32) -> token ids [B]. seen/generated [B, V] bool: in prompt or output / in output."""
+    if params.repetition_penalty != 1.0:
+        penalised = torch.where(logits < 0, logits * params.repetition_penalty, logits / params.repetition_penalty)
+        logits = torch.where(seen, penalised, logits)
+    if params.presence_penalty != 0.0:
+        logits = logits - params.presence_penalty * generated.to(logits.dtype)
+    if params.temperature == 0:
+        return logits.argmax(-1)
+    logits = logits / params.temperature
+    if params.top_k > 0:
+        kth = torch.topk(logits, min(params.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if params.top_p < 1.0:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        probs = sorted_logits.softmax(-1)
+        # drop a token when the tokens ranked above it already reach top_p (always keeps the first)
+        drop_sorted = probs.cumsum(-1) - probs >= params.top_p
+        drop = drop_sorted.scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    probs = logits.softmax(-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+# ----------------------------------------------------------------------------------------------- model
+
+
+@dataclass
+class Prefill:
+    """What decoding needs from the prompt pass."""
+
+    last_logits: Tensor     # [B, V] fp32
+    cache: KVCache
+    key_valid: Tensor       # [B, capacity] bool, prompt part filled from attention_mask
+    next_index: Tensor      # [B] index of the next token within each unpadded row
+    rope_deltas: Tensor     # [B]
+
+
+class Qwen3VL(nn.Module):
+    """Qwen3-VL (dense or MoE) for inference. Build with `Qwen3VL.from_pretrained(path_or_repo_id)`."""
+
+    def __init__(self, config: Qwen3VLConfig, source: Path | None = None):
+        super().__init__()
+        self.config = config
+        self.source = source
+        self.visual = VisionEncoder(config.vision)
+        self.language_model = TextDecoder(config.text)
+        self.lm_head = nn.Linear(config.text.hidden_size, config.text.vocab_size, bias=False)
+        t = config.text
+        self._inv_freq = text_inv_freq(t.head_dim, t.rope_theta)
+        self._slot_axis = mrope_axis_of_slot(t.mrope_section, t.head_dim // 2)
+        self._preprocessor = None
+        self.timings: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ loading
+
+    @classmethod
+    def from_pretrained(cls, path_or_repo_id: str | Path, dtype: torch.dtype = torch.bfloat16,
+                        device: str | torch.device = "cpu") -> "Qwen3VL":
+        from model.loader import CheckpointReader, load_state, resolve_model_path, safetensors_files
+
+        device = torch.device(device)
+        folder = resolve_model_path(path_or_repo_id)
+        config = Qwen3VLConfig.from_folder(folder)
+        reader = CheckpointReader(safetensors_files(folder), device)
+        with torch.device("meta"):
+            model = cls(config, source=folder)
+        state = load_state(model, config, reader, dtype)
+        model.load_state_dict(state, strict=True, assign=True)
+        if state["lm_head.weight"] is state["language_model.embed_tokens.weight"]:
+            model.lm_head.weight = model.language_model.embed_tokens.weight   # tied: one parameter
+        return model.eval()
+
+    @property
+    def preprocessor(self):
+        """Tokenizer + chat template + image/video processor of the checkpoint folder (loaded on first use)."""
+        if self._preprocessor is None:
+            if self.source is None:
+                raise ValueError("this model was not loaded from a folder, so it has no preprocessor")
+            from model.preprocess import Preprocessor
+
+            self._preprocessor = Preprocessor.from_pretrained(self.source)
+        return self._preprocessor
+
+    @property
+    def device(self) -> torch.device:
+        return self.lm_head.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.lm_head.weight.dtype
+
+    # ------------------------------------------------------------------ forward pieces
+
+    def embed(self, input_ids: Tensor, pixel_values: Tensor | None, image_grid_thw: Tensor | None,
+              pixel_values_videos: Tensor | None, video_grid_thw: Tensor | None
+              ) -> tuple[Tensor, Tensor | None, list[Tensor] | None]:
+        """Token embeddings with visual features scattered in: h [B, L, H], flat visual indices, DeepStack levels."""
+        cfg = self.config
+        h = self.language_model.embed_tokens(input_ids)                        # [B, L, H]
+        B, L, H = h.shape
+        flat_ids = input_ids.reshape(-1)
+        visual = torch.zeros_like(flat_ids, dtype=torch.bool)
+        features = torch.empty(B * L, H, dtype=h.dtype, device=h.device)
+        levels: list[Tensor] | None = None
+        for token_id, pixels, grid, what in ((cfg.image_token_id, pixel_values, image_grid_thw, "image"),
+                                              (cfg.video_token_id, pixel_values_videos, video_grid_thw, "video")):
+            mask = flat_ids == token_id
+            n_tokens = int(mask.sum())
+            if pixels is None:
+                if n_tokens:
+                    raise ValueError(f"input_ids contain {n_tokens} {what} tokens but no {what} pixels were given")
+                continue
+            if grid is None:
+                raise ValueError(f"{what} pixels were given without their grid_thw")
+            main, deepstack = self.visual(pixels.to(self.device, self.dtype), grid)   # [n, H], levels of [n, H]
+            if main.shape[0] != n_tokens:
+                raise ValueError(f"{what} features ({main.shape[0]}) and {what} tokens in input_ids ({n_tokens}) "
+                                 "do not match")
+            features[mask] = main.to(h.dtype)
+            visual |= mask
+            if levels is None:
+                levels = [torch.empty(B * L, H, dtype=h.dtype, device=h.device) for _ in deepstack]
+            for level, feat in zip(levels, deepstack):
+                level[mask] = feat.to(h.dtype)
+        if not bool(visual.any()):
+            return h, None, None
+        h = torch.where(visual.view(B, L, 1), features.view(B, L, H), h)
+        index = visual.nonzero().squeeze(-1)
+        return h, index, [level[index] for level in levels]
+
+    def _prompt_pass(self, input_ids: Tensor, attention_mask: Tensor | None, pixel_values, image_grid_thw,
+                     pixel_values_videos, video_grid_thw, cache: KVCache | None, all_logits: bool):
+        input_ids = input_ids.to(self.device)
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must be [batch, length], got shape {tuple(input_ids.shape)}")
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        attention_mask = attention_mask.to(self.device)
+        h, visual_index, deepstack = self.embed(input_ids, pixel_values, image_grid_thw, pixel_values_videos,
+                                                video_grid_thw)
+        position_ids, rope_deltas = rope_index(
+            input_ids, attention_mask, image_grid_thw, video_grid_thw, self.config.image_token_id,
+            self.config.video_token_id, self.config.vision.spatial_merge_size)          # [3, B, L], [B]
+        cos, sin = mrope_cos_sin(position_ids, self._inv_freq, self._slot_axis, h.dtype)
+        mask = attention_mask_for(attention_mask.bool(), input_ids.shape[1])
+        hidden = self.language_model(h, cos, sin, cache, mask, visual_index, deepstack)   # [B, L, H]
+        if not all_logits:
+            hidden = hidden[:, -1:]
+        return self.lm_head(hidden), attention_mask, rope_deltas
+
+    @torch.inference_mode()
+    def logits(self, input_ids: Tensor, attention_mask: Tensor | None = None, pixel_values: Tensor | None = None,
+               image_grid_thw: Tensor | None = None, pixel_values_videos: Tensor | None = None,
+               video_grid_thw: Tensor | None = None) -> Tensor:
+        """Logits of every position [B, L, vocab] (same inputs as transformers' processor returns)."""
+        logits, _, _ = self._prompt_pass(input_ids, attention_mask, pixel_values, image_grid_thw,
+                                         pixel_values_videos, video_grid_thw, cache=None, all_logits=True)
+        return logits
+
+    def prefill(self, input_ids: Tensor, attention_mask: Tensor | None, pixel_values, image_grid_thw,
+                pixel_values_videos, video_grid_thw, capacity: int) -> Prefill:
+        B, L = input_ids.shape
+        t = self.config.text
+        cache = KVCache.allocate(t.num_hidden_layers, B, t.num_key_value_heads, capacity, t.head_dim,
+                                 self.dtype, self.device)
+        logits, attention_mask, rope_deltas = self._prompt_pass(
+            input_ids, attention_mask, pixel_values, image_grid_thw, pixel_values_videos, video_grid_thw,
+            cache, all_logits=False)
+        key_valid = torch.ones(B, capacity, dtype=torch.bool, device=self.device)
+        key_valid[:, :L] = attention_mask.bool()
+        return Prefill(logits[:, -1].float(), cache, key_valid, attention_mask.sum(1), rope_deltas)
+
+    def decode_step(self, tokens: Tensor, state: Prefill) -> Tensor:
+        """One new token per row: tokens [B] -> next-token logits [B, V] (fp32); advances the cache."""
+        position = (state.next_index + state.rope_deltas).view(1, -1, 1).expand(3, -1, 1)   # [3, B, 1]
+        h = self.language_model.embed_tokens(tokens[:, None])                               # [B, 1, H]
+        cos, sin = mrope_cos_sin(position, self._inv_freq, self._slot_axis, h.dtype)
+        end = state.cache.length + 1
+        mask = attention_mask_for(state.key_valid[:, :end], 1)
+        hidden = self.language_model(h, cos, sin, state.cache, mask)
+        state.next_index = state.next_index + 1
+        return self.lm_head(hidden[:, -1]).float()
+
+    # ------------------------------------------------------------------ generation
+
+    @torch.inference_mode()
+    def generate(self, input_ids: Tensor, attention_mask: Tensor | None = None, pixel_values: Tensor | None = None,
+                 image_grid_thw: Tensor | None = None, pixel_values_videos: Tensor | None = None,
+                 video_grid_thw: Tensor | None = None, max_new_tokens: int = 32, temperature: float = 0.0,
+                 top_p: float = 1.0, top_k: int = 0, repetition_penalty: float = 1.0,
+                 presence_penalty: float = 0.0, seed: int | None = None, stream: StreamCallback | None = None,
+                 eos_token_ids: list[int] | None = None) -> Tensor:
+        """New token ids [B, T] (T <= max_new_tokens); rows that stopped early are filled with the pad id."""
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        params = SamplingParams(temperature, top_p, top_k, repetition_penalty, presence_penalty).check()
+        eos = torch.tensor(list(eos_token_ids if eos_token_ids is not None else self.eos_token_ids),
+                           dtype=torch.long, device=self.device)
+        pad_id = self.config.pad_token_id
+        generator = None
+        if seed is not None and temperature > 0:
+            generator = torch.Generator(device=self.device).manual_seed(seed)
+
+        B, L = input_ids.shape
+        t0 = time.perf_counter()
+        state = self.prefill(input_ids, attention_mask, pixel_values, image_grid_thw, pixel_values_videos,
+                             video_grid_thw, capacity=L + max_new_tokens)
+        V = state.last_logits.shape[-1]
+        seen = torch.zeros(B, V, dtype=torch.bool, device=self.device)
+        generated = torch.zeros(B, V, dtype=torch.bool, device=self.device)
+        if params.repetition_penalty != 1.0:
+            prompt = input_ids.to(self.device).masked_fill(~state.key_valid[:, :L], 0).clamp(max=V - 1)
+            seen.scatter_(1, prompt, state.key_valid[:, :L])
+        out = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=self.device)
+        done = torch.zeros(B, dtype=torch.bool, device=self.device)
+        logits = state.last_logits
+        self._sync()
+        t1 = time.perf_counter()
+        steps = 0
+        for step in range(max_new_tokens):
+            token = next_tokens(logits, params, seen, generated, generator)
+            token = torch.where(done, torch.full_like(token, pad_id), token)
+            out[:, step] = token
+            steps = step + 1
+            if stream is not None:
+                stream(token)
+            live = ~done
+            seen[live, token[live]] = True
+            generated[live, token[live]] = True
+            done = done | torch.isin(token, eos)
+            if step + 1 == max_new_tokens or bool(done.all()):
+                break
+            logits = self.decode_step(token, state)
+        self._sync()
+        t2 = time.perf_counter()
+        self.timings = {"prefill_s": t1 - t0, "decode_s": t2 - t1, "prompt_tokens": B * L,
+                        "new_tokens": steps, "decode_steps": max(steps - 1, 0)}
+        return out[:, :steps]
+
+    @property
+    def eos_token_ids(self) -> list[int]:
+        if self.config.eos_token_ids:
+            return list(self.config.eos_token_ids)
+        return list(self.preprocessor.eos_token_ids)
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def chat(self, messages: list[dict], max_new_tokens: int = 256, tools: list[dict] | None = None,
+             **sampling) -> str:
+        """Answer one conversation (OpenAI/Qwen message format, images and videos included) as text."""
+        inputs = self.preprocessor(messages, add_generation_prompt=True, tools=tools)
+        new_ids = self.generate(**_model_inputs(inputs), max_new_tokens=max_new_tokens, **sampling)
+        ids = [i for i in new_ids[0].tolist() if i not in self.eos_token_ids and i != self.config.pad_token_id]
+        return self.preprocessor.decode(ids)
+
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "pixel_values", "image_grid_thw", "pixel_values_videos",
+                "video_grid_thw")
+
+
+def _model_inputs(inputs: dict) -> dict:
+    return {k: inputs[k] for k in MODEL_INPUTS if inputs.get(k) is not None}

@@ -1,0 +1,266 @@
+"""The agent loop: observe → messages → policy → parse → safety → execute → record.
+
+The episode ends on ``terminate``/``answer``, at ``max_steps``, when the same action is repeated on an
+unchanged screen ``loop_limit`` times, after more than ``max_parse_retries`` unusable replies in a row,
+or on an error (policy unreachable, environment failure). Every action, final ones included, goes
+through ``env.step`` (the environment keeps the action history OSWorld's infeasible scoring reads);
+in a dry run nothing is executed and the intended action is drawn on the screenshot instead.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Literal
+
+from PIL import Image
+from pydantic import BaseModel
+
+from agent import coords, prompts
+from agent.actions import FINAL_ACTIONS, Action
+from agent.history import History
+from agent.parsing import parse_response
+from agent.policies import Policy
+from agent.report import annotate, describe, write_report
+from agent.safety import focused_input_type, risk_reason
+from agent.trajectory import Latency, RunHeader, StepRecord, TrajectoryWriter, elapsed
+
+DRY_RUN_NOTE = "(dry run: the previous action was not executed)"
+
+
+@dataclass
+class AgentConfig:
+    max_steps: int = 15
+    prompt_profile: str = "qwen"
+    coord_divisor: float = 1000
+    history_images: int = 4
+    max_parse_retries: int = 2
+    loop_limit: int = 3
+    dry_run: bool = False
+    # Called before every non-final action with the risk reason ("" when ordinary); False = don't execute.
+    confirm: Callable[[Action, str], bool] | None = None
+
+    def __post_init__(self):
+        if self.prompt_profile not in prompts.PROFILES:
+            raise ValueError(f"unknown prompt profile {self.prompt_profile!r}; choose one of "
+                             f"{', '.join(prompts.PROFILES)}")
+        if self.max_steps < 1:
+            raise ValueError(f"max steps must be at least 1, got {self.max_steps}")
+        if self.coord_divisor <= 0:
+            raise ValueError(f"coordinate divisor must be positive, got {self.coord_divisor}")
+        if self.loop_limit < 2:
+            raise ValueError(f"loop limit must be at least 2, got {self.loop_limit}")
+
+
+class EpisodeResult(BaseModel):
+    status: Literal["success", "failure", "answered", "max_steps", "loop", "parse_error", "error"]
+    answer: str | None = None
+    steps: int = 0
+    last_action: Action | None = None
+    error: str | None = None
+
+
+def screen_hash(image: Image.Image) -> int:
+    """64-bit difference hash: equal for screens that look the same (cursor blinks and noise ignored)."""
+    small = image.convert("L").resize((9, 8), Image.BILINEAR)
+    px = list(small.getdata())
+    bits = 0
+    for row in range(8):
+        for col in range(8):
+            bits = (bits << 1) | (px[row * 9 + col] > px[row * 9 + col + 1])
+    return bits
+
+
+def action_key(action: Action) -> tuple:
+    """An action with its point snapped to a 10-unit grid cell, so near-identical clicks compare equal."""
+    point = None if action.coordinate is None else tuple(round(c / 10) for c in action.coordinate)
+    keys = None if action.keys is None else tuple(k.lower() for k in action.keys)
+    return (action.action, point, keys, action.text, action.pixels, action.status)
+
+
+def run_episode(env, policy: Policy, instruction: str, first_obs, *, config: AgentConfig,
+                out_dir: Path | None = None, on_step: Callable[[StepRecord], None] | None = None,
+                header: RunHeader | None = None) -> EpisodeResult:
+    """Run one task to the end. With ``out_dir``, the run is recorded there as it happens (see
+    agent.trajectory) and a report.html is written at the end, also when the run is interrupted."""
+    writer = TrajectoryWriter(out_dir) if out_dir is not None else None
+    if writer:
+        hdr = header or RunHeader(instruction=instruction)
+        hdr = hdr.model_copy(update={
+            "instruction": instruction, "profile": config.prompt_profile, "coord_divisor": config.coord_divisor,
+            "history_images": config.history_images, "max_steps": config.max_steps, "dry_run": config.dry_run,
+            "policy": hdr.policy or getattr(policy, "kind", type(policy).__name__),
+        })
+        writer.write_header(hdr)
+
+    history = History(instruction, config.prompt_profile, config.history_images)
+    obs = first_obs
+    result: EpisodeResult | None = None
+    failed: list[tuple[str, str]] = []  # this step's unusable replies, shown back to the model
+    recent: deque[tuple] = deque(maxlen=config.loop_limit)
+    steps = 0
+    turn = 0
+    last_action: Action | None = None
+
+    def emit(rec: StepRecord) -> None:
+        if writer:
+            writer.append(rec)
+        if on_step:
+            on_step(rec)
+
+    try:
+        while result is None:
+            if steps >= config.max_steps:
+                result = EpisodeResult(status="max_steps", steps=steps, last_action=last_action)
+                break
+            turn += 1
+            shot: Image.Image = obs.screenshot
+            shot_file = writer.save_screenshot(turn, shot) if writer else None
+            rec = StepRecord(step_num=turn, action_timestamp=_now(), action=None, response="", raw_response="",
+                             screenshot_file=shot_file, screen_size=shot.size,
+                             visual_tokens=coords.visual_tokens(shot.size))
+            # policy
+            t0 = time.perf_counter()
+            try:
+                reply = policy.respond(history.messages(shot, failed))
+            except Exception as e:  # unreachable server, runtime failure: the run ends, cleanly
+                rec.status, rec.info["error"], rec.done = "error", _err(e), True
+                rec.latency = Latency(policy=elapsed(t0))
+                emit(rec)
+                result = EpisodeResult(status="error", steps=steps, last_action=last_action, error=_err(e))
+                break
+            t_policy = elapsed(t0)
+            t1 = time.perf_counter()
+            parsed = parse_response(reply.text)
+            t_parse = elapsed(t1)
+            rec = rec.model_copy(update=dict(
+                response=reply.text, raw_response=reply.text, thought=parsed.thought, action_line=parsed.action_line,
+                parsed_action=parsed.action, parse_error=parsed.error, tokens_in=reply.tokens_in,
+                tokens_out=reply.tokens_out, latency=Latency(policy=t_policy, parse=t_parse)))
+            if len(parsed.actions) > 1:
+                rec.info["ignored_tool_calls"] = len(parsed.actions) - 1  # one action per screenshot
+
+            action = parsed.action
+            if action is None:
+                failed.append((parsed.text or reply.text, prompts.parse_error_feedback(parsed.error or "")))
+                rec.status = "parse_error"
+                if len(failed) > config.max_parse_retries:
+                    rec.done = True
+                    emit(rec)
+                    result = EpisodeResult(status="parse_error", steps=steps, last_action=last_action,
+                                           error=f"no usable action after {len(failed)} replies: {parsed.error}")
+                    break
+                emit(rec)
+                continue
+
+            failed = []
+            steps += 1
+            last_action = action
+            target = (coords.to_pixels(action.coordinate, shot.size, config.coord_divisor)
+                      if action.coordinate is not None else None)
+            rec.target_px = target
+            final = action.action in FINAL_ACTIONS
+
+            if not final and config.confirm is not None:
+                reason = risk_reason(action, focused_input_type(env) if action.action == "type" else None)
+                if reason:
+                    rec.info["risk"] = reason
+                if not config.confirm(action, reason):
+                    rec.status = "declined"
+                    emit(rec)
+                    history.add(shot, parsed, note=prompts.declined_feedback(describe(action)))
+                    continue
+
+            if config.dry_run:
+                if not final:
+                    rec.status = "dry_run"
+                    if writer:
+                        rec.annotated_file = writer.save_screenshot(
+                            turn, annotate(shot, action, target, "dry run: " + describe(action)), "_dryrun")
+                    history.add(shot, parsed, note=DRY_RUN_NOTE)
+                    if _looping(recent, shot, action, config.loop_limit):
+                        rec.done = True
+                        emit(rec)
+                        result = EpisodeResult(status="loop", steps=steps, last_action=action,
+                                               error=f"the same action on an unchanged screen {config.loop_limit} times")
+                        break
+                    emit(rec)
+                    continue
+                rec.done = True
+                rec.status = "dry_run"
+                emit(rec)
+                result = _final_result(action, steps, None)
+                break
+
+            t2 = time.perf_counter()
+            try:
+                new_obs, outcome = env.step(action, target)
+            except Exception as e:
+                rec.status, rec.info["error"], rec.done = "error", _err(e), True
+                rec.latency.execute = elapsed(t2)
+                emit(rec)
+                result = EpisodeResult(status="error", steps=steps, last_action=action, error=_err(e))
+                break
+            total = elapsed(t2)
+            observe = new_obs.extra.get("observe_s") if isinstance(getattr(new_obs, "extra", None), dict) else None
+            rec.latency.execute = round(total - observe, 4) if isinstance(observe, (int, float)) else total
+            rec.latency.observe = observe if isinstance(observe, (int, float)) else None
+            rec.executed = True
+            rec.action = action.arguments()
+            rec.outcome = outcome.model_dump(exclude_none=True)
+            if not outcome.ok:
+                rec.info["error"] = outcome.error
+            history.add(shot, parsed)
+
+            if final or outcome.done:
+                rec.done = True
+                emit(rec)
+                result = _final_result(action, steps, outcome.answer)
+                break
+            if _looping(recent, shot, action, config.loop_limit):
+                rec.done = True
+                emit(rec)
+                result = EpisodeResult(status="loop", steps=steps, last_action=action,
+                                       error=f"the same action on an unchanged screen {config.loop_limit} times")
+                break
+            emit(rec)
+            obs = new_obs
+    except BaseException as e:
+        result = EpisodeResult(status="error", steps=steps, last_action=last_action,
+                               error="interrupted" if isinstance(e, KeyboardInterrupt) else _err(e))
+        raise
+    finally:
+        if writer and result is not None:
+            writer.write_result(result)
+            write_report(writer.dir)
+    return result
+
+
+def _looping(recent: deque, shot: Image.Image, action: Action, limit: int) -> bool:
+    recent.append((screen_hash(shot), action_key(action)))
+    return len(recent) == limit and len(set(recent)) == 1
+
+
+def _final_result(action: Action, steps: int, answer: str | None) -> EpisodeResult:
+    if action.action == "answer":
+        return EpisodeResult(status="answered", answer=answer if answer is not None else action.text, steps=steps,
+                             last_action=action)
+    if action.action == "terminate":
+        return EpisodeResult(status="success" if action.status == "success" else "failure", steps=steps,
+                             last_action=action)
+    # the environment ended the episode on an ordinary action
+    return EpisodeResult(status="failure", steps=steps, last_action=action, error="the environment ended the episode")
+
+
+def _err(e: BaseException) -> str:
+    msg = str(e) or type(e).__name__
+    return msg if isinstance(e, (ValueError, FileNotFoundError)) or type(e).__name__ == "PolicyError" else \
+        f"{type(e).__name__}: {msg}"
+
+
+def _now() -> str:
+    from agent.trajectory import timestamp
+
+    return timestamp()

@@ -1,0 +1,224 @@
+"""Policies turn a message list into the model's reply text.
+
+* `EmbeddedPolicy`: our PyTorch runtime (``model.Qwen3VL``), in process.
+* `OpenAIPolicy`: any OpenAI-compatible chat-completions server (vLLM, SGLang, DashScope compatible mode).
+* `ScriptedPolicy`: fixed replies, or the replies recorded in a run directory (replay without a model).
+
+Messages are in the Qwen/HF chat format with PIL images (``{"type": "image", "image": PIL.Image}``).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from PIL import Image
+
+DEFAULT_MODEL = "Qwen/Qwen3-VL-2B-Instruct"
+EXHAUSTED_REPLY = ('<tool_call>\n{"name": "computer_use", "arguments": {"action": "terminate", "status": "failure"}}'
+                   "\n</tool_call>")
+
+
+@dataclass
+class PolicyReply:
+    text: str
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+
+
+class PolicyError(RuntimeError):
+    """The policy could not produce a reply (server unreachable, bad response, model failure)."""
+
+
+class Policy(Protocol):
+    def respond(self, messages: list[dict]) -> PolicyReply: ...
+
+
+# ---------------------------------------------------------------- scripted
+
+class ScriptedPolicy:
+    """Returns ``responses`` in order; once exhausted, a terminate(failure) call."""
+
+    kind = "scripted"
+
+    def __init__(self, responses: list[str]):
+        if isinstance(responses, str) or not all(isinstance(r, str) for r in responses):
+            raise ValueError("ScriptedPolicy needs a list of reply strings")
+        self.responses = list(responses)
+        self.calls = 0
+        self.last_messages: list[dict] | None = None
+
+    def respond(self, messages: list[dict]) -> PolicyReply:
+        self.last_messages = messages
+        i = self.calls
+        self.calls += 1
+        return PolicyReply(self.responses[i] if i < len(self.responses) else EXHAUSTED_REPLY)
+
+    @classmethod
+    def from_trajectory(cls, run_dir_or_traj_jsonl: Path | str) -> "ScriptedPolicy":
+        """The replies recorded in a run (declined ones left out: they were never executed)."""
+        from agent.trajectory import load_steps
+
+        steps = load_steps(run_dir_or_traj_jsonl)
+        if not steps:
+            raise ValueError(f"{run_dir_or_traj_jsonl} holds no recorded steps to replay")
+        return cls([s.raw_response for s in steps if s.status != "declined"])
+
+    @classmethod
+    def from_file(cls, path: Path | str) -> "ScriptedPolicy":
+        """A JSON list of replies, a run directory, or a traj.jsonl file."""
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"script {path} does not exist")
+        if path.is_dir() or path.suffix == ".jsonl":
+            return cls.from_trajectory(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"script {path} is not JSON (expected a list of reply strings): {e}") from None
+        if not isinstance(data, list) or not all(isinstance(r, str) for r in data):
+            raise ValueError(f"script {path} must be a JSON list of reply strings")
+        return cls(data)
+
+
+# ---------------------------------------------------------------- OpenAI-compatible
+
+def image_data_url(image: Image.Image) -> str:
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def to_openai_messages(messages: list[dict]) -> list[dict]:
+    """Qwen-format messages → chat-completions messages (images as base64 PNG data URLs)."""
+    out = []
+    for m in messages:
+        content = m["content"]
+        if isinstance(content, str):
+            out.append({"role": m["role"], "content": content})
+            continue
+        parts = []
+        for c in content:
+            if c.get("type") == "image":
+                parts.append({"type": "image_url", "image_url": {"url": image_data_url(c["image"])}})
+            elif c.get("type") == "text":
+                parts.append({"type": "text", "text": c["text"]})
+            else:
+                raise ValueError(f"unsupported message part type {c.get('type')!r}")
+        if m["role"] == "assistant":  # plain string: what every server accepts for assistant turns
+            out.append({"role": "assistant", "content": "".join(p["text"] for p in parts if p["type"] == "text")})
+        else:
+            out.append({"role": m["role"], "content": parts})
+    return out
+
+
+class OpenAIPolicy:
+    """Chat completions over HTTP; connection errors, 429 and 5xx are retried with exponential backoff."""
+
+    kind = "openai"
+
+    def __init__(self, base_url: str, model: str, api_key: str | None = None, *, timeout: float = 300.0,
+                 retries: int = 3, backoff: float = 1.0, **sampling):
+        import httpx
+
+        if not base_url or not base_url.startswith(("http://", "https://")):
+            raise ValueError(f"--base-url must be an http(s) URL such as http://localhost:8000/v1, got {base_url!r}")
+        if not model:
+            raise ValueError("--model NAME is required with --base-url (the model name the server serves)")
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.retries = max(1, retries)
+        self.backoff = backoff
+        self.sampling = {"temperature": 0.0, "max_tokens": 2048, **sampling}
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.Client(timeout=timeout, headers=headers)
+
+    @property
+    def url(self) -> str:
+        return self.base_url + "/chat/completions"
+
+    def respond(self, messages: list[dict]) -> PolicyReply:
+        import httpx
+
+        body = {"model": self.model, "messages": to_openai_messages(messages), **self.sampling}
+        last = ""
+        for attempt in range(self.retries):
+            if attempt:
+                time.sleep(self.backoff * 2 ** (attempt - 1))
+            try:
+                r = self._client.post(self.url, json=body)
+            except (httpx.TransportError,) as e:  # refused, DNS, timeouts, dropped connections
+                last = f"{type(e).__name__}: {e}"
+                continue
+            if r.status_code == 429 or r.status_code >= 500:
+                last = f"HTTP {r.status_code}: {r.text[:200]}"
+                continue
+            if r.status_code >= 400:
+                raise PolicyError(f"model server {self.url} rejected the request: HTTP {r.status_code}: {r.text[:300]}")
+            return self._reply(r)
+        raise PolicyError(f"cannot reach the model server at {self.url} after {self.retries} tries ({last})")
+
+    def _reply(self, r) -> PolicyReply:
+        try:
+            data = r.json()
+            msg = data["choices"][0]["message"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise PolicyError(f"model server {self.url} sent a response that is not a chat completion: "
+                              f"{r.text[:300]}") from None
+        text = msg.get("content") or ""
+        if isinstance(text, list):
+            text = "".join(p.get("text", "") for p in text if isinstance(p, dict))
+        # A server started with a tool-call parser returns calls separately: put them back as the model wrote them.
+        for call in msg.get("tool_calls") or []:
+            fn = call.get("function", {})
+            args = fn.get("arguments", "{}")
+            try:
+                args = json.loads(args) if isinstance(args, str) else args
+            except json.JSONDecodeError:
+                pass
+            text += ("\n" if text else "") + "<tool_call>\n" + json.dumps(
+                {"name": fn.get("name"), "arguments": args}, ensure_ascii=False) + "\n</tool_call>"
+        reasoning = msg.get("reasoning_content")
+        if reasoning:
+            text = f"<think>\n{reasoning}\n</think>\n\n{text}"
+        usage = data.get("usage") or {}
+        return PolicyReply(text, usage.get("prompt_tokens"), usage.get("completion_tokens"))
+
+    def close(self) -> None:
+        self._client.close()
+
+
+# ---------------------------------------------------------------- embedded runtime
+
+class EmbeddedPolicy:
+    """Runs Qwen3-VL in process with ``model.Qwen3VL`` (a local path or a Hub id in the local cache)."""
+
+    kind = "embedded"
+
+    def __init__(self, model: str = DEFAULT_MODEL, dtype=None, device=None, *, max_new_tokens: int = 512,
+                 **sampling):
+        try:
+            from model import Qwen3VL
+        except ImportError as e:
+            raise PolicyError(f"the embedded runtime is unavailable ({e}); use --base-url with a server") from e
+        p = Path(model).expanduser()
+        looks_local = model.startswith((".", "/", "~")) or p.exists()
+        if looks_local and not p.exists():
+            raise FileNotFoundError(f"model directory {model} does not exist")
+        kwargs = {k: v for k, v in (("dtype", dtype), ("device", device)) if v is not None}
+        self.model_name = model
+        self.model = Qwen3VL.from_pretrained(str(p) if looks_local else model, **kwargs)
+        self.max_new_tokens = max_new_tokens
+        self.sampling = {"temperature": 0.0, **sampling}
+
+    def respond(self, messages: list[dict]) -> PolicyReply:
+        inputs = self.model.preprocessor(messages, add_generation_prompt=True)
+        tokens_in = int(inputs["input_ids"].shape[-1])
+        new_ids = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, **self.sampling)  # [1, T]
+        text = self.model.preprocessor.decode(new_ids[0])
+        return PolicyReply(text, tokens_in, int(new_ids.shape[-1]))

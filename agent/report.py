@@ -1,0 +1,130 @@
+"""Drawing an action on a screenshot, and the self-contained HTML report of a run directory."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+from agent.actions import Action
+from agent.trajectory import REPORT_FILE, load_header, load_result, load_steps
+
+MARKER = (255, 0, 64)
+
+
+def annotate(image: Image.Image, action: Action | None, target: tuple[float, float] | None,
+             label: str | None = None) -> Image.Image:
+    """A copy of ``image`` with a crosshair ring at ``target`` and a label describing the action."""
+    out = image.convert("RGB").copy()
+    draw = ImageDraw.Draw(out)
+    r = max(8, min(out.size) // 60)
+    if target is not None:
+        x, y = target
+        for w, color in ((5, (255, 255, 255)), (3, MARKER)):
+            draw.ellipse([x - r, y - r, x + r, y + r], outline=color, width=w)
+            draw.line([x - 2 * r, y, x - r // 2, y], fill=color, width=w - 1)
+            draw.line([x + r // 2, y, x + 2 * r, y], fill=color, width=w - 1)
+            draw.line([x, y - 2 * r, x, y - r // 2], fill=color, width=w - 1)
+            draw.line([x, y + r // 2, x, y + 2 * r], fill=color, width=w - 1)
+    text = label if label is not None else (describe(action) if action else "")
+    if text:
+        tx = 8 if target is None else min(max(target[0] + 2 * r, 4), max(out.width - 8 * len(text) - 8, 4))
+        ty = 8 if target is None else min(max(target[1] - 2 * r - 18, 4), out.height - 22)
+        box = draw.textbbox((tx, ty), text)
+        draw.rectangle([box[0] - 4, box[1] - 3, box[2] + 4, box[3] + 3], fill=(0, 0, 0))
+        draw.text((tx, ty), text, fill=(255, 255, 255))
+    return out
+
+
+def describe(action: Action) -> str:
+    """Short human text of an action: ``left_click (500, 300)``, ``type "hello"``, ``key ctrl+c``."""
+    a = action.action
+    if a == "type" or a == "answer":
+        text = action.text or ""
+        return f"{a} {json.dumps(text[:60] + ('…' if len(text) > 60 else ''), ensure_ascii=False)}"
+    if a == "key":
+        return "key " + "+".join(action.keys or [])
+    if a in ("scroll", "hscroll"):
+        return f"{a} {action.pixels:g}" + (f" at ({action.coordinate[0]:g}, {action.coordinate[1]:g})"
+                                          if action.coordinate else "")
+    if a == "wait":
+        return f"wait {action.time:g}s"
+    if a == "terminate":
+        return f"terminate {action.status}"
+    if action.coordinate is not None:
+        return f"{a} ({action.coordinate[0]:g}, {action.coordinate[1]:g})"
+    return a
+
+
+def _data_url(image: Image.Image) -> str:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+_CSS = """
+body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}
+h1{font-size:20px} .meta td{padding:2px 12px 2px 0;vertical-align:top}
+.step{border-top:1px solid #ccc;padding:16px 0;display:flex;gap:20px}
+.step img{max-width:760px;width:100%;border:1px solid #999}
+.side{flex:1;min-width:320px} pre{white-space:pre-wrap;background:#f5f5f5;padding:8px;border-radius:4px}
+.bad{color:#b00020} .ok{color:#00796b} .k{color:#666}
+"""
+
+
+def write_report(run_dir: Path | str) -> Path:
+    """Render ``RUN_DIR/report.html``; screenshots are embedded, so the file stands alone."""
+    run_dir = Path(run_dir)
+    header = load_header(run_dir)
+    steps = load_steps(run_dir)
+    result = load_result(run_dir)
+    esc = html.escape
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>qvl-agent run: {esc(header.instruction)}"
+             f"</title><style>{_CSS}</style></head><body>",
+             f"<h1>{esc(header.instruction)}</h1><table class='meta'>"]
+    meta = {
+        "environment": header.env_kind + (f" — {header.start_url}" if header.start_url else ""),
+        "policy": f"{header.policy or '?'} {header.model or ''}", "prompt profile": header.profile,
+        "coordinate divisor": f"{header.coord_divisor:g}", "started": header.created,
+    }
+    if result:
+        meta["result"] = f"{result.get('status')} after {result.get('steps')} steps" + (
+            f" — answer: {result['answer']}" if result.get("answer") else "") + (
+            f" — error: {result['error']}" if result.get("error") else "")
+    parts += [f"<tr><td class='k'>{esc(k)}</td><td>{esc(str(v))}</td></tr>" for k, v in meta.items()]
+    parts.append("</table>")
+    for rec in steps:
+        img_html = "<div class='k'>(no screenshot)</div>"
+        shot = run_dir / rec.screenshot_file if rec.screenshot_file else None
+        if shot is not None and shot.exists():
+            with Image.open(shot) as im:
+                marked = annotate(im, rec.parsed_action, rec.target_px)
+            img_html = f"<img alt='step {rec.step_num}' src='{_data_url(marked)}'>"
+        status_cls = "ok" if rec.status == "ok" else "bad"
+        lat = rec.latency
+        lat_txt = ", ".join(f"{k} {v:.2f}s" for k, v in lat.model_dump().items() if v is not None)
+        tokens = []
+        if rec.tokens_in is not None:
+            tokens.append(f"{rec.tokens_in} in / {rec.tokens_out} out tokens")
+        if rec.visual_tokens is not None:
+            tokens.append(f"{rec.visual_tokens} visual tokens per screenshot")
+        lines = [
+            f"<h3>Step {rec.step_num} <span class='{status_cls}'>{esc(rec.status)}</span></h3>",
+            f"<div><b>action:</b> {esc(describe(rec.parsed_action)) if rec.parsed_action else '—'}"
+            + (f" → pixel ({rec.target_px[0]:.0f}, {rec.target_px[1]:.0f})" if rec.target_px else "") + "</div>",
+        ]
+        if rec.parse_error:
+            lines.append(f"<div class='bad'>parse error: {esc(rec.parse_error)}</div>")
+        if rec.info.get("error"):
+            lines.append(f"<div class='bad'>error: {esc(str(rec.info['error']))}</div>")
+        lines += [f"<div class='k'>{esc(lat_txt)}</div>", f"<div class='k'>{esc('; '.join(tokens))}</div>",
+                  f"<b>model output</b><pre>{esc(rec.raw_response)}</pre>"]
+        parts.append(f"<div class='step'><div>{img_html}</div><div class='side'>{''.join(lines)}</div></div>")
+    parts.append("</body></html>")
+    out = run_dir / REPORT_FILE
+    out.write_text("".join(parts), encoding="utf-8")
+    return out

@@ -1,0 +1,84 @@
+"""Which actions are risky, and asking the user before executing them.
+
+`AgentConfig.confirm(action, reason)` is called before every non-final action; ``reason`` is "" for
+ordinary actions and says why otherwise. `terminal_confirm("risky")` asks only when there is a reason,
+`terminal_confirm("all")` always asks.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable, Literal
+
+from agent.actions import Action
+from agent.report import describe
+
+# Key chords that end sessions, close or kill windows, or lock the screen. Normalised: lower case, sorted.
+_ALIASES = {"control": "ctrl", "cmd": "super", "win": "super", "meta": "super", "windows": "super",
+            "command": "super", "option": "alt", "del": "delete", "escape": "esc"}
+RISKY_CHORDS: dict[frozenset[str], str] = {
+    frozenset({"ctrl", "alt", "delete"}): "ctrl+alt+delete",
+    frozenset({"ctrl", "alt", "backspace"}): "kills the X session",
+    frozenset({"alt", "f4"}): "closes the window",
+    frozenset({"ctrl", "w"}): "closes the tab/window",
+    frozenset({"ctrl", "shift", "w"}): "closes the window",
+    frozenset({"ctrl", "q"}): "quits the application",
+    frozenset({"super", "q"}): "quits the application",
+    frozenset({"super", "w"}): "closes the window",
+    frozenset({"super", "l"}): "locks the screen",
+    frozenset({"ctrl", "alt", "l"}): "locks the screen",
+    frozenset({"ctrl", "alt", "t"}): "opens a terminal",
+    frozenset({"super", "r"}): "opens the run dialog",
+    frozenset({"shift", "delete"}): "deletes permanently",
+}
+
+
+def normalize_key(key: str) -> str:
+    k = key.strip().lower()
+    return _ALIASES.get(k, k)
+
+
+def risk_reason(action: Action, focused_input_type: str | None = None) -> str:
+    """Why ``action`` needs the user's consent, or "" when it is ordinary."""
+    if action.action == "key" and action.keys:
+        chord = frozenset(normalize_key(k) for k in action.keys)
+        for risky, why in RISKY_CHORDS.items():
+            if risky <= chord:
+                return f"key chord {'+'.join(action.keys)} ({why})"
+    if action.action == "type" and focused_input_type == "password":
+        return "types into a password field"
+    return ""
+
+
+def focused_input_type(env) -> str | None:
+    """The ``type`` of the focused element when the environment can tell (browser: via the page)."""
+    page = getattr(getattr(env, "executor", None), "page", None)
+    if page is not None:
+        try:
+            return page.evaluate(
+                "() => { const e = document.activeElement; return e && e.tagName === 'INPUT' ? "
+                "(e.getAttribute('type') || 'text').toLowerCase() : null; }")
+        except Exception:  # a closed or navigating page: treat as unknown
+            return None
+    return None
+
+
+ConfirmMode = Literal["all", "risky"]
+
+
+def terminal_confirm(mode: ConfirmMode = "risky", stream_in=None, stream_out=None) -> Callable[[Action, str], bool]:
+    """A `confirm` callback that asks on the terminal: y/yes executes, anything else declines."""
+    if mode not in ("all", "risky"):
+        raise ValueError(f"--confirm must be 'all' or 'risky', got {mode!r}")
+
+    def confirm(action: Action, reason: str) -> bool:
+        if mode == "risky" and not reason:
+            return True
+        fin = stream_in or sys.stdin
+        fout = stream_out or sys.stderr
+        fout.write(f"execute {describe(action)}" + (f" — {reason}" if reason else "") + "? [y/N] ")
+        fout.flush()
+        answer = fin.readline()
+        return answer.strip().lower() in ("y", "yes")
+
+    return confirm

@@ -45,8 +45,11 @@ MONTHS = {m.lower(): i for i, m in enumerate(
      "November", "December"], start=1)}
 
 
+DEFAULT_SETTINGS = {"display_name": "", "language": "en", "theme": "light", "email_notifications": True}
+
+
 def empty_state() -> dict:
-    return {"bookings": [], "forms": {}, "settings": None}
+    return {"bookings": [], "forms": {}, "settings": dict(DEFAULT_SETTINGS)}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -294,7 +297,10 @@ def _handler_for(server: SiteServer) -> type[BaseHTTPRequestHandler]:
 
         def _store_settings(self, body: dict) -> dict:
             def change(s):
-                s["settings"] = {**(s["settings"] or {}), **body}
+                unknown = sorted(set(body) - set(DEFAULT_SETTINGS))
+                if unknown:
+                    raise ValueError(f"unknown setting(s): {', '.join(unknown)}")
+                s["settings"].update(body)
             return server.update_state(change)["settings"]
 
         def _api(self, produce) -> None:

@@ -1,0 +1,287 @@
+"""Desktop executor: mss screenshots + pyautogui input on an X display (Linux), one monitor at a time.
+
+Targets arrive in screenshot pixels of the chosen monitor and are mapped to the input space through a
+`ScreenGeometry` built from mss's monitor rectangle, the size of the captured image and the input size
+pyautogui reports — so HiDPI captures (physical pixels) and monitors with negative offsets land where
+the model pointed.
+
+Semantics the schema leaves open, fixed here once (the browser executor does the same):
+- `scroll` / `hscroll`: `pixels` counts wheel notches, like OSWorld's `pyautogui.scroll(pixels)`;
+  scroll positive = up, hscroll positive = right (pyautogui's convention). With a target the pointer
+  moves there first, so the wheel reaches the element under it.
+- `type`: "\n" presses Enter; other text goes through pyautogui when it is plain ASCII and otherwise is
+  pasted (xclip/xsel + ctrl+v), or typed by `xdotool type` when no clipboard tool is installed.
+- a click without a target clicks where the pointer is.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from typing import Any
+
+from PIL import Image
+
+from agent.actions import Action, ActionOutcome
+from tools.base import ScreenGeometry
+from tools.keys import parse_chord, pyautogui_key
+from tools.screenshots import grab, monitors, open_mss
+
+# Characters pyautogui.write types on X11 without help (it silently drops anything else).
+_PYAUTOGUI_TYPEABLE = frozenset(chr(c) for c in range(0x20, 0x7F)) | {"\t"}
+CLICKS = {  # action -> (button, clicks); shared with the browser executor
+    "left_click": ("left", 1),
+    "right_click": ("right", 1),
+    "middle_click": ("middle", 1),
+    "double_click": ("left", 2),
+    "triple_click": ("left", 3),
+}
+
+
+def geometry_for_monitor(
+    monitor: dict, shot_size: tuple[int, int], input_per_monitor_unit: float = 1.0
+) -> ScreenGeometry:
+    """Screenshot pixels ↔ input coordinates for one mss monitor.
+
+    monitor: mss rectangle (left/top/width/height, screen units, offsets may be negative).
+    shot_size: (W, H) of the image mss returned for it — physical pixels on HiDPI.
+    input_per_monitor_unit: input units per mss unit (pyautogui size / mss bounding box; 1 on X11).
+    """
+    s = input_per_monitor_unit
+    return ScreenGeometry(
+        shot_width=int(shot_size[0]),
+        shot_height=int(shot_size[1]),
+        input_width=round(monitor["width"] * s),
+        input_height=round(monitor["height"] * s),
+        left=round(monitor["left"] * s),
+        top=round(monitor["top"] * s),
+    )
+
+
+def _normalize_display(name: str) -> str:
+    """":1", ":1.0", "localhost:1" and "unix:1" are one display."""
+    host, _, rest = name.rpartition(":")
+    number = rest.split(".")[0]
+    host = "" if host in ("", "unix", "localhost") else host
+    return f"{host}:{number}"
+
+
+def _load_pyautogui(display: str | None) -> Any:
+    """Import pyautogui bound to `display`. It connects to $DISPLAY at import time and cannot rebind,
+    so a second, different display in the same process is refused."""
+    requested = display or os.environ.get("DISPLAY")
+    if not requested:
+        raise ValueError("no X display: set DISPLAY (e.g. DISPLAY=:0) or pass display=...")
+    if sys.platform != "linux":
+        if display:
+            raise ValueError("display=... is only meaningful on Linux/X11")
+        import pyautogui
+    elif "pyautogui" in sys.modules:
+        import pyautogui
+    else:
+        _check_display(requested)
+        previous = os.environ.get("DISPLAY")
+        os.environ["DISPLAY"] = requested
+        try:
+            import pyautogui
+        finally:
+            # subprocesses get the display explicitly; leave the caller's environment as it was
+            if previous is None:
+                os.environ.pop("DISPLAY", None)
+            else:
+                os.environ["DISPLAY"] = previous
+    if sys.platform == "linux":
+        bound = pyautogui._pyautogui_x11._display.get_display_name()
+        if _normalize_display(bound) != _normalize_display(requested):
+            raise ValueError(
+                f"pyautogui in this process is already bound to display {bound}; cannot drive {requested} "
+                "too (run one process per display)"
+            )
+    # The corner fail-safe aborts automation whenever a target is a screen corner, and the default
+    # 0.1 s pause after every call makes a 20-character type take 2 s.
+    pyautogui.FAILSAFE = False
+    pyautogui.PAUSE = 0.01
+    return pyautogui
+
+
+def _check_display(display: str) -> None:
+    from Xlib import display as xdisplay
+    from Xlib import error as xerror
+
+    try:
+        xdisplay.Display(display).close()
+    except (xerror.DisplayError, xerror.ConnectionClosedError, OSError) as e:
+        raise ValueError(f"cannot open X display {display}: {e}") from e
+
+
+class DesktopExecutor:
+    """tools.base.Executor on one monitor of an X display (mss capture, pyautogui input)."""
+
+    def __init__(
+        self,
+        display: str | None = None,
+        monitor: int = 1,
+        type_interval: float = 0.0,
+        drag_duration: float = 0.4,
+    ):
+        self._pg = _load_pyautogui(display)
+        self.display = display or os.environ.get("DISPLAY")
+        self.type_interval = type_interval
+        self.drag_duration = drag_duration
+        self._sct = open_mss(self.display)
+        all_monitors = monitors(self._sct)
+        if not 1 <= monitor < len(all_monitors):
+            listing = ", ".join(
+                f"{i}: {m['width']}x{m['height']}{m['left']:+d}{m['top']:+d}"
+                for i, m in enumerate(all_monitors) if i > 0
+            )
+            raise ValueError(f"monitor {monitor} does not exist on {self.display}; monitors are {listing}")
+        self.monitor_index = monitor
+        self.monitor = all_monitors[monitor]
+        bounding = all_monitors[0]
+        self.input_per_monitor_unit = self._pg.size()[0] / bounding["width"]
+        self._geometry = geometry_for_monitor(self.monitor, self._capture_size(), self.input_per_monitor_unit)
+
+    def _capture_size(self) -> tuple[int, int]:
+        return grab(self._sct, self.monitor).size
+
+    # --- Executor -----------------------------------------------------------------------------------
+    @property
+    def geometry(self) -> ScreenGeometry:
+        return self._geometry
+
+    def screenshot(self) -> Image.Image:
+        image = grab(self._sct, self.monitor)
+        if image.size != (self._geometry.shot_width, self._geometry.shot_height):
+            self._geometry = geometry_for_monitor(self.monitor, image.size, self.input_per_monitor_unit)
+        return image
+
+    def execute(self, action: Action, target: tuple[float, float] | None = None) -> ActionOutcome:
+        try:
+            return self._execute(action, target)
+        except ValueError as e:  # a bad action (unknown key, missing target): report, don't crash the loop
+            return ActionOutcome(ok=False, error=str(e))
+
+    def close(self) -> None:
+        sct, self._sct = self._sct, None
+        if sct is not None:
+            sct.close()
+
+    # --- helpers used by `qvl-agent doctor` ----------------------------------------------------------
+    def cursor_position(self) -> tuple[int, int]:
+        """Pointer position in input coordinates (whole screen, not monitor-relative)."""
+        x, y = self._pg.position()
+        return int(x), int(y)
+
+    # --- actions ------------------------------------------------------------------------------------
+    def _execute(self, action: Action, target: tuple[float, float] | None) -> ActionOutcome:
+        pg = self._pg
+        name = action.action
+        point = self._geometry.to_input(*target) if target is not None else None
+
+        if name in CLICKS:
+            button, clicks = CLICKS[name]
+            x, y = point if point is not None else self.cursor_position()
+            pg.click(x, y, clicks=clicks, interval=0.05 if clicks > 1 else 0.0, button=button)
+            return ActionOutcome(input_point=(x, y))
+        if name == "mouse_move":
+            x, y = self._require(point, name)
+            pg.moveTo(x, y)
+            return ActionOutcome(input_point=(x, y))
+        if name == "left_click_drag":
+            x, y = self._require(point, name)
+            pg.mouseDown(button="left")
+            try:
+                # intermediate motion events: sliders and DnD targets ignore a teleporting pointer
+                pg.moveTo(x, y, duration=self.drag_duration)
+            finally:
+                pg.mouseUp(button="left")
+            return ActionOutcome(input_point=(x, y))
+        if name in ("scroll", "hscroll"):
+            if point is not None:
+                pg.moveTo(*point)
+            notches = wheel_notches(action.pixels)
+            (pg.scroll if name == "scroll" else pg.hscroll)(notches)
+            return ActionOutcome(input_point=point or self.cursor_position())
+        if name == "key":
+            self._press_chord(parse_chord(action.keys or []))
+            return ActionOutcome()
+        if name == "type":
+            self._type(action.text or "")
+            return ActionOutcome()
+        if name == "wait":
+            time.sleep(float(action.time or 0))
+            return ActionOutcome()
+        if name == "answer":
+            return ActionOutcome(answer=action.text, done=True)
+        if name == "terminate":
+            return ActionOutcome(done=True, success=action.status == "success")
+        raise ValueError(f"unsupported action {name!r}")
+
+    @staticmethod
+    def _require(point: tuple[int, int] | None, name: str) -> tuple[int, int]:
+        if point is None:
+            raise ValueError(f"action={name} needs a target point")
+        return point
+
+    def _press_chord(self, canonical: list[str]) -> None:
+        pg = self._pg
+        names = [pyautogui_key(k) for k in canonical]
+        unknown = [k for k in names if not pg.isValidKey(k)]
+        if unknown:
+            raise ValueError(f"the desktop keyboard has no key {unknown[0]!r}")
+        pressed: list[str] = []
+        try:
+            for k in names:
+                pg.keyDown(k)
+                pressed.append(k)
+        finally:
+            for k in reversed(pressed):  # never leave a modifier stuck down
+                pg.keyUp(k)
+
+    def _type(self, text: str) -> None:
+        lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        for i, line in enumerate(lines):
+            if i:
+                self._press_chord(["enter"])
+            if not line:
+                continue
+            if set(line) <= _PYAUTOGUI_TYPEABLE:
+                self._pg.write(line, interval=self.type_interval)
+            else:
+                self._paste(line)
+
+    def _paste(self, text: str) -> None:
+        env = {**os.environ, "DISPLAY": self.display or os.environ.get("DISPLAY", "")}
+        clipboard = _clipboard_command()
+        if clipboard is not None:
+            # xclip/xsel fork a child that serves the selection until someone else takes it; without
+            # DEVNULL stdout/stderr that child keeps our pipes open and run() never returns
+            subprocess.run(clipboard, input=text.encode("utf-8"), env=env, check=True, timeout=10,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self._press_chord(["ctrl", "v"])
+            time.sleep(0.05)  # the target app fetches the selection asynchronously
+            return
+        if shutil.which("xdotool"):
+            subprocess.run(["xdotool", "type", "--delay", "12", "--", text], env=env, check=True, timeout=120,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            return
+        raise ValueError("typing non-ASCII text needs xclip, xsel or xdotool (apt-get install xclip)")
+
+
+def _clipboard_command() -> list[str] | None:
+    if shutil.which("xclip"):
+        return ["xclip", "-selection", "clipboard", "-in"]
+    if shutil.which("xsel"):
+        return ["xsel", "--clipboard", "--input"]
+    return None
+
+
+def wheel_notches(pixels: float | None) -> int:
+    """Wheel notches for a scroll amount; a nonzero fraction still scrolls one notch."""
+    p = float(pixels or 0)
+    n = int(round(p))
+    return n if n or p == 0 else (1 if p > 0 else -1)

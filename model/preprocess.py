@@ -104,7 +104,7 @@ def smart_resize_video(num_frames: int, height: int, width: int, factor: int = 3
 def _describe(image: Any) -> str:
     if isinstance(image, (bytes, bytearray, memoryview)):
         return f"<{len(image)} bytes>"
-    if isinstance(image, str) and len(image) > 64:
+    if isinstance(image, str) and image.startswith("data:") and len(image) > 64:
         return image[:48] + "..."
     if isinstance(image, np.ndarray):
         return f"<array {image.shape} {image.dtype}>"

@@ -7,12 +7,9 @@ map screenshot pixels to their input space with `tools.base.ScreenGeometry` (HiD
 
 from __future__ import annotations
 
-import math
+from model.preprocess import HUB_IMAGE_MAX_PIXELS, HUB_IMAGE_MIN_PIXELS, smart_resize
 
-# Qwen3-VL: patch 16 x spatial merge 2. HF processor defaults (preprocessor_config.json size).
-FACTOR = 32
-MIN_PIXELS = 65536
-MAX_PIXELS = 16777216
+FACTOR = 32  # Qwen3-VL: patch 16 x spatial merge 2
 
 
 def to_pixels(coordinate: tuple[float, float], image_size: tuple[int, int], divisor: float = 1000) -> tuple[float, float]:
@@ -33,25 +30,8 @@ def to_grid(pixel: tuple[float, float], image_size: tuple[int, int], divisor: fl
     return (float(min(max(gx, 0), divisor)), float(min(max(gy, 0), divisor)))
 
 
-def smart_resize(height: int, width: int, factor: int = FACTOR, min_pixels: int = MIN_PIXELS,
-                 max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
-    """Qwen2-VL/Qwen3-VL processor resize: sides multiples of ``factor``, area within [min, max]."""
-    if max(height, width) / max(min(height, width), 1) > 200:
-        raise ValueError(f"aspect ratio of {width}x{height} exceeds 200")
-    h = max(factor, round(height / factor) * factor)
-    w = max(factor, round(width / factor) * factor)
-    if h * w > max_pixels:
-        beta = math.sqrt(height * width / max_pixels)
-        h = max(factor, math.floor(height / beta / factor) * factor)
-        w = max(factor, math.floor(width / beta / factor) * factor)
-    elif h * w < min_pixels:
-        beta = math.sqrt(min_pixels / (height * width))
-        h = math.ceil(height * beta / factor) * factor
-        w = math.ceil(width * beta / factor) * factor
-    return h, w
-
-
-def visual_tokens(image_size: tuple[int, int], max_pixels: int = MAX_PIXELS, min_pixels: int = MIN_PIXELS) -> int:
+def visual_tokens(image_size: tuple[int, int], max_pixels: int = HUB_IMAGE_MAX_PIXELS,
+                  min_pixels: int = HUB_IMAGE_MIN_PIXELS) -> int:
     """Tokens the screenshot occupies in the prompt: (W/32)·(H/32) after smart_resize."""
     width, height = image_size
     h, w = smart_resize(height, width, FACTOR, min_pixels, max_pixels)

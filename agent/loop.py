@@ -24,7 +24,7 @@ from agent.history import History
 from agent.parsing import parse_response
 from agent.policies import Policy
 from agent.report import annotate, describe, write_report
-from agent.safety import focused_input_type, risk_reason
+from agent.safety import risk_reason, typing_into_password
 from agent.trajectory import Latency, RunHeader, StepRecord, TrajectoryWriter, elapsed
 
 DRY_RUN_NOTE = "(dry run: the previous action was not executed)"
@@ -164,7 +164,7 @@ def run_episode(env, policy: Policy, instruction: str, first_obs, *, config: Age
             final = action.action in FINAL_ACTIONS
 
             if not final and config.confirm is not None:
-                reason = risk_reason(action, focused_input_type(env) if action.action == "type" else None)
+                reason = risk_reason(action, action.action == "type" and typing_into_password(env))
                 if reason:
                     rec.info["risk"] = reason
                 if not config.confirm(action, reason):

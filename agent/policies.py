@@ -210,15 +210,24 @@ class EmbeddedPolicy:
         looks_local = model.startswith((".", "/", "~")) or p.exists()
         if looks_local and not p.exists():
             raise FileNotFoundError(f"model directory {model} does not exist")
-        kwargs = {k: v for k, v in (("dtype", dtype), ("device", device)) if v is not None}
+        import torch
+
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        kwargs = {"device": device, **({"dtype": dtype} if dtype is not None else {})}
         self.model_name = model
         self.model = Qwen3VL.from_pretrained(str(p) if looks_local else model, **kwargs)
         self.max_new_tokens = max_new_tokens
         self.sampling = {"temperature": 0.0, **sampling}
 
     def respond(self, messages: list[dict]) -> PolicyReply:
-        inputs = self.model.preprocessor(messages, add_generation_prompt=True)
+        from model.generate import MODEL_INPUTS
+
+        m = self.model
+        inputs = m.preprocessor(messages, add_generation_prompt=True)
         tokens_in = int(inputs["input_ids"].shape[-1])
-        new_ids = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, **self.sampling)  # [1, T]
-        text = self.model.preprocessor.decode(new_ids[0])
-        return PolicyReply(text, tokens_in, int(new_ids.shape[-1]))
+        model_inputs = {k: inputs[k].to(m.device) for k in MODEL_INPUTS if inputs.get(k) is not None}
+        new_ids = m.generate(**model_inputs, max_new_tokens=self.max_new_tokens, **self.sampling)  # [1, T]
+        stop = set(m.eos_token_ids) | {m.config.pad_token_id}
+        ids = [i for i in new_ids[0].tolist() if i not in stop]
+        return PolicyReply(m.preprocessor.decode(ids), tokens_in, len(ids))

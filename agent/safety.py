@@ -38,29 +38,27 @@ def normalize_key(key: str) -> str:
     return _ALIASES.get(k, k)
 
 
-def risk_reason(action: Action, focused_input_type: str | None = None) -> str:
+def risk_reason(action: Action, password_field: bool = False) -> str:
     """Why ``action`` needs the user's consent, or "" when it is ordinary."""
     if action.action == "key" and action.keys:
         chord = frozenset(normalize_key(k) for k in action.keys)
         for risky, why in RISKY_CHORDS.items():
             if risky <= chord:
                 return f"key chord {'+'.join(action.keys)} ({why})"
-    if action.action == "type" and focused_input_type == "password":
+    if action.action == "type" and password_field:
         return "types into a password field"
     return ""
 
 
-def focused_input_type(env) -> str | None:
-    """The ``type`` of the focused element when the environment can tell (browser: via the page)."""
-    page = getattr(getattr(env, "executor", None), "page", None)
-    if page is not None:
-        try:
-            return page.evaluate(
-                "() => { const e = document.activeElement; return e && e.tagName === 'INPUT' ? "
-                "(e.getAttribute('type') || 'text').toLowerCase() : null; }")
-        except Exception:  # a closed or navigating page: treat as unknown
-            return None
-    return None
+def typing_into_password(env) -> bool:
+    """True when the environment reports that the focused element is a password field (browser)."""
+    probe = getattr(getattr(env, "executor", None), "focused_is_password", None)
+    if not callable(probe):
+        return False
+    try:
+        return bool(probe())
+    except Exception:  # a closed or navigating page: nothing focused to protect
+        return False
 
 
 ConfirmMode = Literal["all", "risky"]

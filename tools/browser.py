@@ -36,8 +36,9 @@ CHROMIUM_ARGS = (
     "--disable-sync",
     "--no-first-run",
 )
-# CSS pixels per wheel notch: what Chromium scrolls for one notch of a physical mouse wheel on Linux.
-WHEEL_NOTCH_PX = 100
+# CSS pixels per wheel notch: what Chromium on X11 scrolls for one notch of a real wheel (deltaY 120),
+# so the same `pixels` scrolls the same distance in the browser and on the desktop executor.
+WHEEL_NOTCH_PX = 120
 # Schemes whose URLs name a host the domain lists apply to; data:, blob:, about: and file: pages have none.
 _HOST_SCHEMES = {"http", "https", "ws", "wss", "ftp"}
 
@@ -58,7 +59,7 @@ _FOCUSED_IS_PASSWORD_JS = """() => {
 }"""
 
 
-class _SharedPlaywright:
+class SharedPlaywright:
     """One sync Playwright driver per thread: a second `sync_playwright().start()` in the same thread
     fails ("Sync API inside the asyncio loop"), so executors launched in one thread share it."""
 
@@ -83,7 +84,7 @@ class _SharedPlaywright:
             driver.stop()
 
 
-_playwright = _SharedPlaywright()
+shared_playwright = SharedPlaywright()
 
 
 class DomainPolicy:
@@ -163,7 +164,7 @@ class BrowserExecutor:
             viewport={"width": int(viewport[0]), "height": int(viewport[1])},
             device_scale_factor=device_scale_factor,
         )
-        pw = _playwright.acquire()
+        pw = shared_playwright.acquire()
         try:
             if user_data_dir is not None:
                 context = pw.chromium.launch_persistent_context(
@@ -177,9 +178,9 @@ class BrowserExecutor:
                 page = context.new_page()
             executor = cls(page, allow_domains=allow_domains, deny_domains=deny_domains)
         except Exception:
-            _playwright.release()
+            shared_playwright.release()
             raise
-        executor._owned = [_playwright, browser, context]
+        executor._owned = [shared_playwright, browser, context]
         if start_url:
             try:
                 executor.goto(start_url)
@@ -216,7 +217,7 @@ class BrowserExecutor:
             if thing is None:
                 continue
             try:
-                thing.release() if thing is _playwright else thing.close()
+                thing.release() if thing is shared_playwright else thing.close()
             except Exception:  # already gone (browser crashed or closed by the user)
                 pass
 

@@ -1,0 +1,143 @@
+"""Score a task exactly as OSWorld's `DesktopEnv.evaluate` does (docs/osworld.md §1.3).
+
+1. run `postconfig`; 2. `infeasible`: 1 iff the last action was FAIL; 3. otherwise a last FAIL
+scores 0; 4. one metric: a getter raising FileNotFoundError scores 0; 5. a metric list combines
+with `conj` ("and": any 0 → 0, else mean; "or": any 1 → 1, else max).
+
+Where OSWorld would crash or silently score, this reports instead: an exception inside a getter
+or metric is status "error" (never a pass), an unknown metric/getter or a case a metric does not
+implement is "skipped" with reason "unsupported: ...", and files that cannot be had offline are
+"skipped" with the reason.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from agent.actions import Action
+from environments.base import EvalResult
+from environments.controller import Controller
+from environments.getters import GETTERS
+from environments.metrics import METRICS, Unsupported
+from environments.setup import SetupError, TaskSkipped, locate, run_steps
+from environments.tasks import GetterSpec, Task
+
+DETAIL_CHARS = 2000  # getter outputs kept in EvalResult.details, truncated
+
+
+def is_fail(action: Any) -> bool:
+    """OSWorld's FAIL: our terminate(status=failure), the string "FAIL" or {"action_type": "FAIL"}."""
+    if isinstance(action, Action):
+        return action.action == "terminate" and action.status == "failure"
+    if isinstance(action, str):
+        return action.strip() == "FAIL"
+    if isinstance(action, dict):
+        return action.get("action_type") == "FAIL"
+    return False
+
+
+def evaluation_blocker(task: Task, controller: Controller | None = None) -> str | None:
+    """Why the evaluator cannot score `task` here (unknown metric/getter, reference file not offline)."""
+    ev = task.evaluator
+    if ev.func == "" or ev.func == []:
+        return "unsupported: the task has no evaluator (func is empty)"
+    if ev.func == "infeasible":
+        return None
+    for func, result, expected, _ in ev.metrics():
+        if func not in METRICS:
+            return f"unsupported: metric {func!r}"
+        for getter in (result, expected):
+            if getter is not None and getter.type not in GETTERS:
+                return f"unsupported: getter {getter.type!r}"
+            if controller is not None and getter is not None and getter.type == "cloud_file":
+                urls = getter.options.get("path")
+                for url in urls if isinstance(urls, list) else [urls]:
+                    if locate(url, controller) is None:
+                        return f"download not available offline: {url}"
+    return None
+
+
+def _short(value: Any) -> Any:
+    if isinstance(value, (int, float, bool)) or value is None:
+        return value
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= DETAIL_CHARS else text[:DETAIL_CHARS] + f"... ({len(text)} chars)"
+
+
+def _get(controller: Controller, getter: GetterSpec) -> Any:
+    return GETTERS[getter.type](controller, getter.options)
+
+
+def evaluate_task(task: Task, controller: Controller, action_history: list[Any]) -> EvalResult:
+    t0 = time.time()
+    ev = task.evaluator
+    blocker = evaluation_blocker(task, controller)
+    if blocker is not None:
+        return EvalResult(status="skipped", reason=blocker)
+    try:
+        run_steps(ev.postconfig, controller, phase="postconfig")
+    except TaskSkipped as e:
+        return EvalResult(status="skipped", reason=e.reason)
+    except SetupError as e:
+        return EvalResult(status="error", reason=f"postconfig failed: {e}")
+
+    last = action_history[-1] if action_history else None
+    if ev.func == "infeasible":
+        score = 1.0 if is_fail(last) else 0.0
+        return EvalResult(status="scored", score=score,
+                          reason="infeasible task: " + ("agent answered FAIL" if score else "agent did not answer FAIL"),
+                          details={"last_action_fail": is_fail(last)})
+    if is_fail(last):
+        return EvalResult(status="scored", score=0.0, reason="agent answered FAIL on a feasible task")
+
+    metrics = ev.metrics()
+    conj = ev.conj if len(metrics) > 1 else "and"
+    per_metric: list[dict] = []
+    scores: list[float] = []
+    for i, (func, result_spec, expected_spec, options) in enumerate(metrics):
+        entry: dict[str, Any] = {"func": func}
+        per_metric.append(entry)
+        stage, spec = "result", result_spec
+        try:
+            result = _get(controller, result_spec) if result_spec is not None else None
+            entry["result"] = _short(result)
+            stage, spec = "expected", expected_spec
+            expected = _get(controller, expected_spec) if expected_spec is not None else None
+            if expected_spec is not None:
+                entry["expected"] = _short(expected)
+        except FileNotFoundError as e:
+            # OSWorld: a missing file scores 0 ("and" stops here; "or" goes on).
+            entry.update(score=0.0, missing=str(e))
+            if conj == "and":
+                return _scored(0.0, per_metric, t0, f"{stage} getter of {func}: file not found ({e})")
+            scores.append(0.0)
+            continue
+        except TaskSkipped as e:
+            return EvalResult(status="skipped", reason=e.reason, details={"metrics": per_metric})
+        except Unsupported as e:
+            return EvalResult(status="skipped", reason=f"unsupported: {e}", details={"metrics": per_metric})
+        except Exception as e:
+            return EvalResult(status="error", details={"metrics": per_metric},
+                              reason=f"{stage} getter {spec.type!r} of {func} raised {type(e).__name__}: {e}")
+        try:
+            fn = METRICS[func]
+            score = float(fn(result, expected, **options) if expected_spec is not None else fn(result, **options))
+        except Unsupported as e:
+            return EvalResult(status="skipped", reason=f"unsupported: {e}", details={"metrics": per_metric})
+        except Exception as e:
+            return EvalResult(status="error", reason=f"metric {func} raised {type(e).__name__}: {e}",
+                              details={"metrics": per_metric})
+        entry["score"] = score
+        scores.append(score)
+        if conj == "and" and score == 0.0:
+            return _scored(0.0, per_metric, t0, f"{func} scored 0")
+        if conj == "or" and score == 1.0:
+            return _scored(1.0, per_metric, t0, f"{func} scored 1")
+    final = sum(scores) / len(scores) if conj == "and" else max(scores)
+    return _scored(final, per_metric, t0, "")
+
+
+def _scored(score: float, per_metric: list[dict], t0: float, reason: str) -> EvalResult:
+    return EvalResult(status="scored", score=score, reason=reason,
+                      details={"metrics": per_metric, "eval_seconds": round(time.time() - t0, 3)})

@@ -1,0 +1,405 @@
+"""OSWorld setup steps (`config` and `evaluator.postconfig`), run against a `Controller`.
+
+Each step type is one function in `STEPS` (name → fn(controller, **parameters)). Semantics follow
+OSWorld's `SetupController` (see docs/osworld.md §1.2): placeholders in execute/command, a 120 s
+command timeout whose return code is not checked, `until` re-runs, relative paths against the home.
+
+Steps that cannot be done offline raise `TaskSkipped` with the reason (Google Drive, login, files
+that are neither mirrored nor local); an unknown step type is `unsupported`. `offline_blocker`
+finds those reasons before anything is started, so a harness can skip without a reset.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import shutil
+import sqlite3
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import unquote, urlparse
+
+from environments.controller import Controller
+from environments.tasks import SetupStep, Task, truthy
+
+CHROMIUM = "/usr/bin/chromium"
+CDP_CONNECT_TRIES = 30  # OSWorld: 15 tries, 5 s apart; a local chromium is up within seconds
+OPEN_WINDOW_TIMEOUT_S = 120  # OSWorld waits up to 1800 s for the opened file's window
+UNTIL_MAX_FAILURES = 5
+CHROME_TRANSITION_TYPED = 805306368  # what OSWorld writes into visits.transition
+CHROME_EPOCH_OFFSET_S = 11644473600  # 1601-01-01 → 1970-01-01
+
+
+class TaskSkipped(Exception):
+    """The task cannot run here; `reason` says why (reported, never scored)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class SetupError(RuntimeError):
+    """A setup step failed (OSWorld aborts setup on any step exception)."""
+
+
+# Executables each OSWorld app family needs (any one of the alternatives).
+APP_BINARIES: dict[str, tuple[str, ...]] = {
+    "chrome": ("chromium", "google-chrome"),
+    "libreoffice_calc": ("libreoffice", "soffice"),
+    "libreoffice_writer": ("libreoffice", "soffice"),
+    "libreoffice_impress": ("libreoffice", "soffice"),
+    "calc": ("libreoffice", "soffice"),
+    "writer": ("libreoffice", "soffice"),
+    "impress": ("libreoffice", "soffice"),
+    "gimp": ("gimp",),
+    "vlc": ("vlc",),
+    "thunderbird": ("thunderbird",),
+    "vs_code": ("code",),
+    "vscode": ("code",),
+}
+
+
+# ---- placeholders ----------------------------------------------------------------------------
+def placeholders(controller: Controller) -> dict[str, str]:
+    w, h = controller.screen_size
+    return {
+        "{CLIENT_PASSWORD}": controller.client_password,
+        "{SCREEN_WIDTH}": str(w),
+        "{SCREEN_HEIGHT}": str(h),
+        "{SCREEN_WIDTH_HALF}": str(w // 2),
+        "{SCREEN_HEIGHT_HALF}": str(h // 2),
+    }
+
+
+def substitute(command: str | list[str], controller: Controller) -> str | list[str]:
+    """OSWorld's execute/command placeholder replacement (plain string replace, no format())."""
+    table = placeholders(controller)
+
+    def one(s: str) -> str:
+        for k, v in table.items():
+            s = s.replace(k, v)
+        return s
+
+    return one(command) if isinstance(command, str) else [one(str(c)) for c in command]
+
+
+# ---- steps -----------------------------------------------------------------------------------
+def step_execute(c: Controller, command: str | list[str], shell: Any = False, stdout: str = "",
+                 stderr: str = "", until: dict | None = None, **_: Any) -> None:
+    command = substitute(command, c)
+    shell = truthy(shell)
+    failures = 0
+    while True:
+        result = c.run(command, shell=shell)
+        if stdout:
+            (c.task_cache / stdout).write_text(result.output)
+        if stderr:
+            (c.task_cache / stderr).write_text(result.error)
+        if not until or _until_met(until, result):
+            return
+        failures += 1
+        if failures > UNTIL_MAX_FAILURES:
+            return
+        time.sleep(0.3)
+
+
+def _until_met(until: dict, result) -> bool:
+    if "returncode" in until and result.returncode != until["returncode"]:
+        return False
+    if "stdout" in until and until["stdout"] not in result.output:
+        return False
+    if "stderr" in until and until["stderr"] not in result.error:
+        return False
+    return True
+
+
+def step_launch(c: Controller, command: str | list[str], shell: Any = False, **_: Any) -> None:
+    shell = truthy(shell)
+    if not shell:
+        exe = command.split()[0] if isinstance(command, str) else command[0]
+        if c.which(c.map_text(exe)) is None and not Path(c.map_path(exe)).is_file():
+            raise TaskSkipped(f"missing app: {exe}")
+    c.launch(command, shell=shell)
+
+
+def step_sleep(c: Controller, seconds: float, **_: Any) -> None:
+    time.sleep(float(seconds))
+
+
+def step_open(c: Controller, path: str, **_: Any) -> None:
+    target = c.map_path(path)
+    if target.exists():
+        c.launch(["xdg-open", str(target)])
+    elif c.which(path):
+        c.launch([path])
+    else:
+        raise SetupError(f"open: {path} is neither a file nor a command")
+    names = [target.name, target.stem]
+    if c.wait_for_window(names, OPEN_WINDOW_TIMEOUT_S) is None:
+        raise SetupError(f"open: no window titled like {target.name!r} within {OPEN_WINDOW_TIMEOUT_S} s")
+    c.activate_window(target.stem)
+
+
+def step_download(c: Controller, files: list[dict], **_: Any) -> None:
+    for f in files:
+        c.put_file(f["path"], fetch(f["url"], c, dest=f["path"]))
+
+
+def step_upload_file(c: Controller, files: list[dict], **_: Any) -> None:
+    for f in files:
+        src = Path(f["local_path"])
+        if not src.is_file():
+            raise TaskSkipped(f"upload_file: local file {src} is missing")
+        c.put_file(f["path"], src.read_bytes())
+
+
+def step_activate_window(c: Controller, window_name: str, strict: Any = False, by_class: Any = False,
+                         **_: Any) -> None:
+    c.activate_window(window_name, truthy(strict), truthy(by_class))
+
+
+def step_close_window(c: Controller, window_name: str, strict: Any = False, by_class: Any = False,
+                      **_: Any) -> None:
+    c.close_window(window_name, truthy(strict), truthy(by_class))
+
+
+def step_chrome_open_tabs(c: Controller, urls_to_open: list[str], **_: Any) -> None:
+    with cdp_browser(c) as browser:
+        context = browser.contexts[0]
+        for i, url in enumerate(urls_to_open):
+            page = context.new_page()
+            try:
+                page.goto(url, timeout=60_000)
+            except Exception:  # OSWorld ignores load failures; the tab stays open
+                pass
+            if i == 0 and len(context.pages) > 1:
+                context.pages[0].close()
+
+
+def step_chrome_close_tabs(c: Controller, urls_to_close: list[str], **_: Any) -> None:
+    from environments.metrics import compare_urls
+
+    time.sleep(1)  # OSWorld sleeps 5 s so the tabs opened just before have settled
+    with cdp_browser(c) as browser:
+        context = browser.contexts[0]
+        for url in urls_to_close:
+            for page in context.pages:
+                if compare_urls(page.url, url):
+                    page.close()
+                    break
+
+
+def step_update_browse_history(c: Controller, history: list[dict], **_: Any) -> None:
+    db = c.map_path("~/.config/google-chrome/Default/History")
+    db.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(history_template(c.cache_dir), db)
+    now_us = int((time.time() + CHROME_EPOCH_OFFSET_S) * 1_000_000)
+    con = sqlite3.connect(db)
+    try:
+        for item in history:
+            t = now_us - int(float(item["visit_time_from_now_in_seconds"]) * 1_000_000)
+            cur = con.execute(
+                "INSERT INTO urls (url, title, visit_count, typed_count, last_visit_time, hidden) "
+                "VALUES (?, ?, 1, 0, ?, 0)", (item["url"], item["title"], t))
+            con.execute(
+                "INSERT INTO visits (url, visit_time, from_visit, transition, segment_id, visit_duration) "
+                "VALUES (?, ?, 0, ?, 0, 0)", (cur.lastrowid, t, CHROME_TRANSITION_TYPED))
+        con.commit()
+    finally:
+        con.close()
+
+
+def history_template(cache_dir: Path) -> Path:
+    """An empty Chrome `History` database with the installed chromium's schema.
+
+    OSWorld downloads a template; here chromium creates one in a throwaway profile once and it is
+    cached, so the schema always matches the browser that will open it.
+    """
+    template = Path(cache_dir) / "chrome-history-template.sqlite"
+    if template.is_file():
+        return template
+    template.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="qvl-chrome-template-") as profile:
+        subprocess.run(
+            [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+             "--dump-dom", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60, check=False)
+        made = Path(profile) / "Default" / "History"
+        if not made.is_file():
+            raise SetupError("chromium did not create a History database for the template")
+        con = sqlite3.connect(made)
+        con.execute("DELETE FROM urls")
+        con.execute("DELETE FROM visits")
+        con.commit()
+        con.close()
+        tmp = template.with_suffix(".tmp")
+        shutil.copyfile(made, tmp)
+        tmp.replace(template)
+    return template
+
+
+def step_needs_account(c: Controller, **_: Any) -> None:
+    raise TaskSkipped("needs a Google account (googledrive/login steps cannot run offline)")
+
+
+STEPS: dict[str, Callable[..., None]] = {
+    "execute": step_execute,
+    "command": step_execute,
+    "launch": step_launch,
+    "sleep": step_sleep,
+    "open": step_open,
+    "download": step_download,
+    "upload_file": step_upload_file,
+    "activate_window": step_activate_window,
+    "close_window": step_close_window,
+    "chrome_open_tabs": step_chrome_open_tabs,
+    "chrome_close_tabs": step_chrome_close_tabs,
+    "update_browse_history": step_update_browse_history,
+    "googledrive": step_needs_account,
+    "login": step_needs_account,
+}
+ACCOUNT_STEPS = {"googledrive", "login"}
+
+
+def run_steps(steps: list[SetupStep], controller: Controller, *, phase: str = "config",
+              on_step: Callable[[int, SetupStep], None] | None = None) -> None:
+    """Run steps in order. TaskSkipped propagates; any other failure becomes SetupError naming the step."""
+    for i, step in enumerate(steps):
+        fn = STEPS.get(step.type)
+        if fn is None:
+            raise TaskSkipped(f"unsupported: setup step {step.type!r}")
+        if on_step is not None:
+            on_step(i, step)
+        try:
+            fn(controller, **step.parameters)
+        except (TaskSkipped, SetupError):
+            raise
+        except TypeError as e:
+            raise SetupError(f"{phase}[{i}] {step.type}: bad parameters ({e})") from e
+        except Exception as e:
+            raise SetupError(f"{phase}[{i}] {step.type}: {type(e).__name__}: {e}") from e
+
+
+# ---- offline files ---------------------------------------------------------------------------
+def _is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def mirror_candidates(url: str, mirror: Path, task_id: str, dest: str) -> list[Path]:
+    """Where a mirror folder may hold `url`, in lookup order:
+
+    1. `index.json` in the mirror: `{url: relative path}`;
+    2. Hugging Face dataset URLs (OSWorld's file cache): the path after `/resolve/main/`;
+    3. an OSWorld `cache/` folder: `<task id>/<uuid5(NAMESPACE_URL, url)>_<basename(dest)>`.
+    """
+    out = []
+    index = mirror / "index.json"
+    if index.is_file():
+        rel = json.loads(index.read_text()).get(url)
+        if rel:
+            out.append(mirror / rel)
+    path = urlparse(url).path
+    if "/resolve/main/" in path:
+        out.append(mirror / unquote(path.split("/resolve/main/", 1)[1]))
+    out.append(mirror / task_id / f"{uuid.uuid5(uuid.NAMESPACE_URL, url)}_{Path(dest).name}")
+    return out
+
+
+def locate(url: str, controller: Controller, dest: str = "") -> Path | str | None:
+    """A local Path for `url`, the URL itself if it is a loopback http URL, or None."""
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        p = Path(unquote(parsed.path))
+        return p if p.is_file() else None
+    if parsed.scheme in ("http", "https") and _is_loopback(parsed.hostname):
+        return url
+    if controller.mirror is not None:
+        for p in mirror_candidates(url, controller.mirror, controller.task_id, dest or parsed.path):
+            if p.is_file():
+                return p
+    return None
+
+
+def fetch(url: str, controller: Controller, dest: str = "") -> bytes:
+    """The bytes behind `url`, offline; TaskSkipped when it cannot be had without the internet."""
+    where = locate(url, controller, dest)
+    if where is None:
+        raise TaskSkipped(f"download not available offline: {url} "
+                          f"(add it to a mirror folder, see environments.setup.mirror_candidates)")
+    if isinstance(where, Path):
+        return where.read_bytes()
+    import httpx
+
+    r = httpx.get(where, timeout=60, follow_redirects=True)
+    r.raise_for_status()
+    return r.content
+
+
+def offline_blocker(task: Task, controller: Controller) -> str | None:
+    """Why `task` cannot run here, checked before anything starts; None if nothing blocks it."""
+    if task.proxy:
+        return "needs the internet: proxy=true task (live site behind a residential proxy)"
+    steps = list(task.config) + list(task.evaluator.postconfig)
+    for step in steps:
+        if step.type in ACCOUNT_STEPS:
+            return f"needs a Google account: {step.type} step"
+        if step.type not in STEPS:
+            return f"unsupported: setup step {step.type!r}"
+    for step in steps:
+        if step.type == "download":
+            for f in step.parameters.get("files", []):
+                if locate(f["url"], controller, f.get("path", "")) is None:
+                    return f"download not available offline: {f['url']}"
+    apps = {task.snapshot, *task.related_apps}
+    for app in sorted(a for a in apps if a in APP_BINARIES):
+        if not any(controller.which(b) for b in APP_BINARIES[app]):
+            return f"missing app: {app} (needs one of {', '.join(APP_BINARIES[app])})"
+    for step in steps:
+        if step.type == "launch" and not truthy(step.parameters.get("shell", False)):
+            cmd = step.parameters.get("command")
+            exe = cmd.split()[0] if isinstance(cmd, str) else (cmd or [""])[0]
+            if exe and controller.which(controller.map_text(exe)) is None:
+                return f"missing app: {exe}"
+    return None
+
+
+class cdp_browser:
+    """`with cdp_browser(controller) as browser:` Playwright connected over CDP to the managed chromium."""
+
+    def __init__(self, controller: Controller, tries: int = CDP_CONNECT_TRIES) -> None:
+        self.controller = controller
+        self.tries = tries
+
+    def __enter__(self):
+        from playwright.sync_api import sync_playwright
+
+        self._pw = sync_playwright().start()
+        endpoint = f"http://127.0.0.1:{self.controller.chrome_port}"
+        last = None
+        for _ in range(self.tries):
+            try:
+                self._browser = self._pw.chromium.connect_over_cdp(endpoint, timeout=10_000)
+                return self._browser
+            except Exception as e:  # chromium not listening yet
+                last = e
+                time.sleep(1)
+        self._pw.stop()
+        raise SetupError(f"no chromium DevTools endpoint at {endpoint} ({last})")
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self._browser.close()  # disconnects; the browser keeps running
+        finally:
+            self._pw.stop()

@@ -16,6 +16,7 @@ Semantics the schema leaves open, fixed here once (the browser executor does the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -86,7 +87,9 @@ def _load_pyautogui(display: str | None) -> Any:
         previous = os.environ.get("DISPLAY")
         os.environ["DISPLAY"] = requested
         try:
-            import pyautogui
+            # python-xlib prints xauth warnings to stdout, where they would mix into command output
+            with contextlib.redirect_stdout(sys.stderr):
+                import pyautogui
         finally:
             # subprocesses get the display explicitly; leave the caller's environment as it was
             if previous is None:
@@ -112,7 +115,8 @@ def _check_display(display: str) -> None:
     from Xlib import error as xerror
 
     try:
-        xdisplay.Display(display).close()
+        with contextlib.redirect_stdout(sys.stderr):
+            xdisplay.Display(display).close()
     except (xerror.DisplayError, xerror.ConnectionClosedError, OSError) as e:
         raise ValueError(f"cannot open X display {display}: {e}") from e
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
+import jinja2
 import numpy as np
 import torch
 from PIL import Image
@@ -233,16 +234,28 @@ def preprocess_video(frames: Sequence[Any] | np.ndarray, fps: float, *, patch_si
                      temporal_patch_size: int = 2, merge_size: int = 2,
                      image_mean: Sequence[float] = (0.5, 0.5, 0.5), image_std: Sequence[float] = (0.5, 0.5, 0.5),
                      min_pixels: int = HUB_VIDEO_MIN_PIXELS, max_pixels: int = HUB_VIDEO_MAX_PIXELS,
+                     frame_min_pixels: int | None = None, frame_max_pixels: int | None = None,
                      sample_fps: float = VIDEO_SAMPLE_FPS, min_frames: int = VIDEO_MIN_FRAMES,
                      max_frames: int = VIDEO_MAX_FRAMES, rescale_factor: float = 1 / 255,
                      resample: int = Image.BICUBIC) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
     """Frames of a clip recorded at `fps` -> pixel_values_videos [gt*gh*gw, 3*tp*p*p], video_grid_thw [1, 3],
-    timestamps (seconds, one per temporal patch). min/max_pixels bound the total pixels of the sampled clip."""
-    if fps is None or not fps > 0:
+    timestamps (seconds, one per temporal patch).
+
+    min/max_pixels bound the total pixels of the sampled clip (the processor's `size`); frame_min/max_pixels,
+    when given, are per-frame bounds (qwen-vl-utils' per-item values) and replace them, times the frame count."""
+    try:
+        fps = float(fps)
+    except (TypeError, ValueError):
+        raise ValueError(f"video fps must be a positive number, got {fps!r}") from None
+    if not fps > 0:
         raise ValueError(f"video fps must be a positive number, got {fps!r}")
     if len(frames) == 0:
         raise ValueError("video has no frames")
     indices = sample_frame_indices(len(frames), fps, sample_fps, min_frames, max_frames)
+    if frame_min_pixels is not None:
+        min_pixels = frame_min_pixels * len(indices)
+    if frame_max_pixels is not None:
+        max_pixels = frame_max_pixels * len(indices)
     images = [load_image(frames[i]) for i in indices]
     sizes = {im.size for im in images}
     if len(sizes) > 1:
@@ -284,7 +297,10 @@ class VisionConfig:
                   ) -> "VisionConfig":
         """`cfg` is a preprocessor json; missing keys come from `base`, then from the Hub values."""
         size = cfg.get("size") or {}
-        get = lambda key, default: cfg.get(key, getattr(base, key) if base is not None else default)  # noqa: E731
+
+        def get(key: str, default):
+            return cfg.get(key, getattr(base, key) if base is not None else default)
+
         return cls(
             patch_size=int(get("patch_size", 16)),
             temporal_patch_size=int(get("temporal_patch_size", 2)),
@@ -325,6 +341,18 @@ def _load_chat_template(folder: Path, tokenizer) -> str:
 
 
 _IMAGE_TYPES = {"image", "image_url"}
+
+
+def _optional_int(item: dict, key: str) -> int | None:
+    if item.get(key) is None:
+        return None
+    try:
+        value = int(item[key])
+    except (TypeError, ValueError):
+        raise ValueError(f"{key} must be a positive integer, got {item[key]!r}") from None
+    if value <= 0:
+        raise ValueError(f"{key} must be a positive integer, got {item[key]!r}")
+    return value
 
 
 def _image_source(item: dict) -> Any:
@@ -467,8 +495,8 @@ class Preprocessor:
         return [preprocess_images(
             [_image_source(item)], patch_size=cfg.patch_size, temporal_patch_size=cfg.temporal_patch_size,
             merge_size=cfg.merge_size, image_mean=cfg.image_mean, image_std=cfg.image_std,
-            min_pixels=int(item.get("min_pixels", cfg.min_pixels)),
-            max_pixels=int(item.get("max_pixels", cfg.max_pixels)),
+            min_pixels=_optional_int(item, "min_pixels") or cfg.min_pixels,
+            max_pixels=_optional_int(item, "max_pixels") or cfg.max_pixels,
             rescale_factor=cfg.rescale_factor, resample=cfg.resample) for item in items]
 
     def _video_inputs(self, items: list[dict]) -> list[tuple[torch.Tensor, torch.Tensor, list[float]]]:
@@ -481,26 +509,25 @@ class Preprocessor:
             if not isinstance(frames, (list, tuple, np.ndarray)):
                 raise ValueError("a video item needs 'video': a list of frames (PIL, numpy, paths) and 'fps'")
             # frames given without a rate are taken as already sampled at the processor's rate (qwen-vl-utils)
-            fps = item.get("fps", cfg.fps)
-            # per-item min/max_pixels are per frame (qwen-vl-utils); the processor bounds the whole clip
-            n = len(sample_frame_indices(len(frames), fps, cfg.fps, cfg.min_frames, cfg.max_frames)) \
-                if len(frames) and isinstance(fps, (int, float)) and fps > 0 else 1
-            min_pixels = int(item["min_pixels"]) * n if "min_pixels" in item else cfg.min_pixels
-            max_pixels = int(item.get("total_pixels") or 0) or (
-                int(item["max_pixels"]) * n if "max_pixels" in item else cfg.max_pixels)
             out.append(preprocess_video(
-                frames, fps, patch_size=cfg.patch_size, temporal_patch_size=cfg.temporal_patch_size,
-                merge_size=cfg.merge_size, image_mean=cfg.image_mean, image_std=cfg.image_std,
-                min_pixels=min_pixels, max_pixels=max_pixels, sample_fps=cfg.fps, min_frames=cfg.min_frames,
-                max_frames=cfg.max_frames, rescale_factor=cfg.rescale_factor, resample=cfg.resample))
+                frames, item.get("fps", cfg.fps), patch_size=cfg.patch_size,
+                temporal_patch_size=cfg.temporal_patch_size, merge_size=cfg.merge_size, image_mean=cfg.image_mean,
+                image_std=cfg.image_std, min_pixels=cfg.min_pixels,
+                max_pixels=_optional_int(item, "total_pixels") or cfg.max_pixels,
+                frame_min_pixels=_optional_int(item, "min_pixels"), frame_max_pixels=_optional_int(item, "max_pixels"),
+                sample_fps=cfg.fps, min_frames=cfg.min_frames, max_frames=cfg.max_frames,
+                rescale_factor=cfg.rescale_factor, resample=cfg.resample))
         return out
 
     def render(self, messages: list[dict], add_generation_prompt: bool = True, tools: list[dict] | None = None
                ) -> tuple[str, dict[str, torch.Tensor]]:
         """Messages -> (prompt text with every placeholder expanded, vision tensors)."""
         rendered, image_items, video_items = _split_content(messages)
-        text = self.tokenizer.apply_chat_template(rendered, chat_template=self.chat_template, tools=tools,
-                                                  add_generation_prompt=add_generation_prompt, tokenize=False)
+        try:
+            text = self.tokenizer.apply_chat_template(rendered, chat_template=self.chat_template, tools=tools,
+                                                      add_generation_prompt=add_generation_prompt, tokenize=False)
+        except jinja2.TemplateError as err:  # e.g. the template's raise_exception() on a malformed conversation
+            raise ValueError(f"the chat template rejected the messages: {err}") from None
         images = self._image_inputs(image_items)
         videos = self._video_inputs(video_items)
 

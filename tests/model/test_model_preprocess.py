@@ -392,11 +392,14 @@ def test_video_per_item_budget_is_per_frame(pre):
     assert small["video_grid_thw"].tolist() == [[2, 4, 6]]  # 200x300 under 6144 px per frame -> 64x96
     large = pre(user({"type": "video", "video": frames, "fps": 2.0}))
     assert large["video_grid_thw"].tolist() == [[2, 12, 18]]  # 200x300 -> 192x288
+    total = pre(user({"type": "video", "video": frames, "fps": "2", "total_pixels": 4 * 64 * 96}))
+    assert total["video_grid_thw"].tolist() == [[2, 4, 6]]  # the whole clip's budget
 
 
 @pytest.mark.parametrize("item, match", [
     ({"type": "video", "video": [], "fps": 2.0}, "no frames"),
-    ({"type": "video", "video": [rand_image(64, 64)] * 2, "fps": 0}, "fps"),
+    ({"type": "video", "video": [rand_image(64, 64)] * 2, "fps": 0}, "fps must be a positive number, got 0"),
+    ({"type": "video", "video": [rand_image(64, 64)] * 2, "fps": "fast"}, "fps must be a positive number"),
     ({"type": "video", "video": [rand_image(64, 64), rand_image(64, 96)], "fps": 2.0}, "one size"),
     ({"type": "video", "video": "clip.mp4"}, "list"),
     ({"type": "video", "video": [b"not an image", b"x"], "fps": 2.0}, "cannot read image"),
@@ -484,10 +487,21 @@ def test_truncated_file_gives_value_error(tmp_path, pre):
     ([{"role": "user", "content": [{"type": "audio", "audio": "x.wav"}]}], "unsupported content item type 'audio'"),
     ([{"role": "user", "content": [{"type": "image"}]}], "image item has no"),
     ([{"role": "user", "content": "<|image_pad|> here"}], "placeholders"),
+    ([{"role": "user", "content": [{"type": "image", "image": rand_image(64, 64), "max_pixels": "lots"}]}],
+     "max_pixels must be a positive integer"),
 ])
 def test_bad_messages_give_clear_errors(pre, messages, match):
     with pytest.raises(ValueError, match=match):
         pre(messages)
+
+
+def test_chat_template_exception_becomes_value_error(pre):
+    strict = Preprocessor(pre.tokenizer, "{% if messages[-1].role != 'user' %}{{ raise_exception('No user query "
+                          "found in messages.') }}{% endif %}{{ messages[-1].content }}", pre.image_config,
+                          pre.video_config, eos_token_ids=pre.eos_token_ids, pad_token_id=pre.pad_token_id)
+    assert strict.render([{"role": "user", "content": "hi"}])[0] == "hi"
+    with pytest.raises(ValueError, match="chat template rejected the messages: No user query found"):
+        strict([{"role": "assistant", "content": "hi"}])
 
 
 # ------------------------------------------------------------------------------------------------ loading a checkpoint

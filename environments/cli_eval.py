@@ -1,0 +1,54 @@
+"""`qvl-agent eval`: run a task suite with one agent and score it (see environments.suite)."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import datetime
+from pathlib import Path
+
+from environments.suite import AGENTS, EvalSettings, format_table, load_tasks, run_suite
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "eval", help="run OSWorld-format tasks (default: the bundled suite) and score them",
+        description="Run a task file, a folder of task files, or an OSWorld meta file ({domain: [ids]}) with one "
+                    "agent; write OSWorld's per-task folders and summary.json. Rerunning into the same --out "
+                    "resumes: finished tasks are not run again.")
+    p.add_argument("tasks", nargs="?", default=None,
+                   help="task file, folder, or meta file (default: the bundled suite)")
+    p.add_argument("--examples", default=None,
+                   help="examples folder of a meta file (default: <meta dir>/examples, else the meta file's folder)")
+    p.add_argument("--agent", choices=AGENTS, default="embedded",
+                   help="embedded model, OpenAI-compatible server, the tasks' oracle trajectories, or a sanity "
+                        "agent that answers terminate(failure)/terminate(success) at once (default: embedded)")
+    p.add_argument("--model", default=None,
+                   help="embedded: checkpoint path or Hugging Face id (default Qwen/Qwen3-VL-2B-Instruct); "
+                        "openai: the served model name")
+    p.add_argument("--base-url", default=None, help="OpenAI-compatible server, e.g. http://host:8000/v1")
+    p.add_argument("--api-key", default=None, help="API key for --base-url")
+    p.add_argument("--max-steps", type=int, default=15, help="step budget per task (default 15, as OSWorld)")
+    p.add_argument("--profile", default="qwen", help="prompt profile: qwen or osworld (default qwen)")
+    p.add_argument("--coord-divisor", type=float, default=1000, help="the model's coordinate grid (default 1000)")
+    p.add_argument("--parallel", type=int, default=1,
+                   help="worker processes, each with its own browser/display (default 1)")
+    p.add_argument("--mirror", default=None, help="folder of offline copies of task downloads")
+    p.add_argument("--out", default=None, help="output folder (default runs/eval-<timestamp>)")
+    p.set_defaults(func=_eval)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    if args.agent == "openai" and not (args.base_url and args.model):
+        raise ValueError("--agent openai needs --base-url and --model")
+    if args.mirror and not Path(args.mirror).is_dir():
+        raise FileNotFoundError(f"mirror folder not found: {args.mirror}")
+    tasks = load_tasks(args.tasks, args.examples)
+    out = Path(args.out) if args.out else Path("runs") / f"eval-{datetime.now():%Y%m%d-%H%M%S}"
+    settings = EvalSettings(agent=args.agent, model=args.model, base_url=args.base_url, api_key=args.api_key,
+                            max_steps=args.max_steps, prompt_profile=args.profile, coord_divisor=args.coord_divisor,
+                            mirror=args.mirror)
+    print(f"eval: {len(tasks)} task(s), agent {args.agent}, {args.parallel} worker(s), output in {out}", flush=True)
+    entries = run_suite(tasks, out, settings, parallel=args.parallel, log=lambda m: print(m, flush=True))
+    print(format_table(entries))
+    print(f"summary: {out / 'summary.json'}")
+    return 0

@@ -1,0 +1,397 @@
+"""The eval runner behind `qvl-agent eval`: run a set of OSWorld-format tasks with one agent, score each.
+
+Output, per task, OSWorld's layout plus our summary:
+
+    <out>/<domain>/<task_id>/traj.jsonl, step_*.png, result.txt   (result.txt = the score, scored tasks only)
+    <out>/summary.json   {"run": {...}, "tasks": [{id, domain, status, score, steps, seconds, reason}], "by_domain": {...}}
+
+summary.json is rewritten after every task, so a killed run keeps what it finished; running again into
+the same folder resumes: scored tasks (summary entry + result.txt) and skipped tasks are not rerun,
+errors are retried. Tasks run in worker processes (`parallel` of them), each with its own environments:
+a headless browser for browser-only tasks, a private Xvfb desktop for the rest. The parent never opens a
+display, so pyautogui's one-display-per-process rule holds.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import queue
+import shutil
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel
+
+from environments.tasks import Task, load_meta, load_task, load_task_dir
+
+BUNDLED_DIR = Path(__file__).parent / "tasks"
+BUNDLED_META = BUNDLED_DIR / "test_all.json"
+SUMMARY_FILE = "summary.json"
+RESULT_FILE = "result.txt"
+ORACLE_SUFFIX = ".oracle.jsonl"
+AGENTS = ("embedded", "openai", "oracle", "fail", "done")
+SANITY_REPLIES = {
+    "fail": '<tool_call>\n{"name": "computer_use", "arguments": {"action": "terminate", "status": "failure"}}\n</tool_call>',
+    "done": '<tool_call>\n{"name": "computer_use", "arguments": {"action": "terminate", "status": "success"}}\n</tool_call>',
+}
+
+
+class TaskOutcome(BaseModel):
+    """One line of summary.json."""
+
+    id: str
+    domain: str
+    status: Literal["scored", "skipped", "error"]
+    score: float = 0.0
+    steps: int = 0
+    seconds: float = 0.0
+    reason: str = ""
+
+
+@dataclass
+class EvalSettings:
+    """What every worker needs to run a task (sent to worker processes, so plain data only)."""
+
+    agent: str = "oracle"
+    model: str | None = None
+    base_url: str | None = None
+    api_key: str | None = None
+    max_steps: int = 15
+    prompt_profile: str = "qwen"
+    coord_divisor: float = 1000
+    mirror: str | None = None
+    sampling: dict = field(default_factory=dict)
+
+    def run_info(self) -> dict:
+        return {"agent": self.agent, "model": self.model, "base_url": self.base_url, "max_steps": self.max_steps,
+                "prompt_profile": self.prompt_profile, "coord_divisor": self.coord_divisor}
+
+
+# ---- task selection --------------------------------------------------------------------------------
+
+def load_tasks(spec: str | os.PathLike | None = None, examples_dir: str | os.PathLike | None = None) -> list[Task]:
+    """Tasks named by `spec`: a task file, a folder of task files, or a meta file `{domain: [ids]}`.
+
+    None = the bundled suite. A meta file's task files are `<examples>/<domain>/<id>.json` with
+    `<examples>` = `examples_dir`, else OSWorld's `<meta dir>/examples`, else the meta file's own folder.
+    A folder holding a `test_all.json` is read through that meta file.
+    """
+    path = Path(spec) if spec is not None else BUNDLED_META
+    if not path.exists():
+        raise FileNotFoundError(f"no task file, folder or meta file at {path}")
+    if path.is_dir():
+        if (path / "test_all.json").is_file():
+            return load_tasks(path / "test_all.json", examples_dir)
+        return load_task_dir(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    if isinstance(data, dict) and "instruction" not in data and all(isinstance(v, list) for v in data.values()):
+        if examples_dir is None:
+            examples_dir = path.parent / "examples" if (path.parent / "examples").is_dir() else path.parent
+        return load_meta(path, examples_dir)
+    return [load_task(path)]
+
+
+def oracle_path(task: Task) -> Path | None:
+    return task.path.with_name(task.id + ORACLE_SUFFIX) if task.path is not None else None
+
+
+def load_oracle(task: Task) -> list[str]:
+    """The task's oracle: raw model replies, one JSON string per line of `<id>.oracle.jsonl`."""
+    path = oracle_path(task)
+    if path is None or not path.is_file():
+        raise FileNotFoundError(f"task {task.id} has no oracle trajectory ({path})")
+    replies = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not replies or not all(isinstance(r, str) for r in replies):
+        raise ValueError(f"{path}: an oracle is one JSON string (a raw model reply) per line")
+    return replies
+
+
+# ---- one worker: environments kept across tasks ---------------------------------------------------
+
+class Workbench:
+    """A worker's environments, sites server and policy, created on first use and reused across tasks."""
+
+    def __init__(self, settings: EvalSettings):
+        self.settings = settings
+        self._browser = None
+        self._desktop = None
+        self._sites = None
+        self._policy = None
+
+    @property
+    def sites(self):
+        if self._sites is None:
+            from environments.sites import SiteServer
+
+            self._sites = SiteServer()
+        return self._sites
+
+    def environment(self, task: Task):
+        from environments.browser import BrowserEnvironment, runs_in_browser
+
+        if runs_in_browser(task):
+            if self._browser is None:
+                self._browser = BrowserEnvironment(sites=self.sites)
+            return self._browser
+        if self._desktop is None:
+            from environments.desktop import DesktopEnvironment
+
+            kwargs = {"mirror": Path(self.settings.mirror)} if self.settings.mirror else {}
+            self._desktop = DesktopEnvironment(**kwargs)
+        return self._desktop
+
+    def policy(self, task: Task):
+        from agent.policies import EmbeddedPolicy, OpenAIPolicy, ScriptedPolicy
+
+        s = self.settings
+        if s.agent == "oracle":
+            return ScriptedPolicy(load_oracle(task))
+        if s.agent in SANITY_REPLIES:
+            return ScriptedPolicy([SANITY_REPLIES[s.agent]])
+        if self._policy is None:  # model-backed policies are loaded once per worker
+            if s.agent == "openai":
+                if not s.base_url or not s.model:
+                    raise ValueError("--agent openai needs --base-url and --model")
+                self._policy = OpenAIPolicy(s.base_url, s.model, s.api_key, **s.sampling)
+            else:
+                self._policy = EmbeddedPolicy(s.model, **s.sampling) if s.model else EmbeddedPolicy(**s.sampling)
+        return self._policy
+
+    def close(self) -> None:
+        for thing in (self._browser, self._desktop, self._sites, self._policy):
+            close = getattr(thing, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:  # noqa: BLE001 - shutting down: keep closing the rest
+                    traceback.print_exc()
+
+
+def run_task(bench: Workbench, task: Task, task_dir: Path) -> TaskOutcome:
+    """Reset, run the agent, evaluate: one task, never raising (failures become skipped/error outcomes)."""
+    from agent.loop import AgentConfig, run_episode
+    from agent.trajectory import RunHeader
+    from environments.setup import TaskSkipped
+    from environments.sites import fill_site_placeholders, uses_sites
+
+    t0 = time.perf_counter()
+    outcome = dict(id=task.id, domain=task.domain or "", steps=0)
+
+    def done(status: str, reason: str = "", score: float = 0.0) -> TaskOutcome:
+        return TaskOutcome(**outcome, status=status, score=score, reason=reason,
+                           seconds=round(time.perf_counter() - t0, 2))
+
+    s = bench.settings
+    try:
+        policy = bench.policy(task)
+    except FileNotFoundError as e:  # e.g. no oracle trajectory for this task
+        return done("skipped", str(e))
+    except Exception as e:  # noqa: BLE001 - model missing, server unreachable
+        return done("error", f"agent: {type(e).__name__}: {e}")
+    try:
+        max_steps = s.max_steps
+        if s.agent == "oracle":  # the oracle needs as many steps as it has replies, whatever the budget
+            max_steps = max(max_steps, len(policy.responses))
+        config = AgentConfig(max_steps=max_steps, prompt_profile=s.prompt_profile, coord_divisor=s.coord_divisor)
+        env = bench.environment(task)
+        if uses_sites(task.model_dump(mode="json")):
+            bench.sites.reset_state()
+            filled = fill_site_placeholders(task.model_dump(mode="json"), bench.sites)
+            task = Task.model_validate(filled).model_copy(update={"domain": task.domain, "path": task.path})
+        first_obs = env.reset(task)
+    except TaskSkipped as e:
+        return done("skipped", e.reason)
+    except Exception as e:  # noqa: BLE001 - a broken setup or a missing app is this task's error
+        return done("error", f"setup: {type(e).__name__}: {e}")
+
+    # Environments report a task they cannot run, or a failed setup, in the first observation.
+    if first_obs.extra.get("skipped"):
+        return done("skipped", first_obs.extra["skipped"])
+    if first_obs.extra.get("setup_error"):
+        return done("error", f"setup failed: {first_obs.extra['setup_error']}")
+    kind = "browser" if type(env).__name__ == "BrowserEnvironment" else "desktop"
+    header = RunHeader(instruction=task.instruction, env_kind=kind, model=s.model, policy=s.agent,
+                       bundled_sites_base=bench.sites.url if bench._sites is not None else None)
+    try:
+        episode = run_episode(env, policy, task.instruction, first_obs, config=config, out_dir=task_dir,
+                              header=header)
+    except Exception as e:  # noqa: BLE001
+        return done("error", f"agent: {type(e).__name__}: {e}")
+    outcome["steps"] = episode.steps
+    if episode.status == "error":
+        return done("error", f"agent: {episode.error}")
+
+    try:
+        result = env.evaluate()
+    except Exception as e:  # noqa: BLE001 - an evaluator crash is never a pass
+        return done("error", f"evaluator: {type(e).__name__}: {e}")
+    if result.status != "scored":
+        return done(result.status, result.reason)
+    (task_dir / RESULT_FILE).write_text(f"{result.score}\n")
+    return done("scored", result.reason, result.score)
+
+
+def _worker(settings: EvalSettings, jobs, results) -> None:
+    """Worker process: run (task, dir) jobs until the None sentinel, one Workbench for all of them."""
+    bench = Workbench(settings)
+    try:
+        while True:
+            job = jobs.get()
+            if job is None:
+                break
+            task_json, domain, path, task_dir = job
+            task = Task.model_validate(task_json).model_copy(update={"domain": domain, "path": Path(path)})
+            try:
+                outcome = run_task(bench, task, Path(task_dir))
+            except BaseException as e:  # noqa: BLE001 - report, then let the parent decide
+                outcome = TaskOutcome(id=task.id, domain=domain, status="error", reason=f"{type(e).__name__}: {e}")
+            results.put(outcome.model_dump())
+    finally:
+        bench.close()
+
+
+# ---- the run: resume, workers, summary -------------------------------------------------------------
+
+def _task_key(domain: str | None, task_id: str) -> tuple[str, str]:
+    return domain or "", task_id
+
+
+def read_summary(out_dir: Path) -> dict:
+    path = out_dir / SUMMARY_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e.msg}); remove it or choose another --out") from None
+
+
+def finished(out_dir: Path, entry: dict) -> bool:
+    """Done for good: scored with its result.txt on disk, or skipped (rerunning would skip again)."""
+    if entry.get("status") == "skipped":
+        return True
+    return entry.get("status") == "scored" and (out_dir / entry["domain"] / entry["id"] / RESULT_FILE).is_file()
+
+
+def by_domain(entries: list[dict]) -> dict:
+    table: dict[str, dict] = {}
+    for e in entries:
+        d = table.setdefault(e["domain"], {"tasks": 0, "scored": 0, "skipped": 0, "error": 0, "score_sum": 0.0,
+                                           "passed": 0})
+        d["tasks"] += 1
+        d[e["status"]] += 1
+        if e["status"] == "scored":
+            d["score_sum"] += e["score"]
+            d["passed"] += e["score"] >= 1.0
+    for d in table.values():
+        d["mean_score"] = round(d.pop("score_sum") / d["scored"], 4) if d["scored"] else None
+    return dict(sorted(table.items()))
+
+
+def write_summary(out_dir: Path, run_info: dict, entries: list[dict]) -> None:
+    summary = {"run": run_info, "tasks": entries, "by_domain": by_domain(entries)}
+    tmp = out_dir / (SUMMARY_FILE + ".tmp")
+    tmp.write_text(json.dumps(summary, indent=2, ensure_ascii=False))
+    os.replace(tmp, out_dir / SUMMARY_FILE)
+
+
+def format_table(entries: list[dict]) -> str:
+    rows = [("domain", "tasks", "scored", "passed", "skipped", "error", "mean score")]
+    totals = by_domain([{**e, "domain": "all"} for e in entries]).get("all")
+    for name, d in list(by_domain(entries).items()) + ([("all", totals)] if totals else []):
+        mean = "-" if d["mean_score"] is None else f"{d['mean_score']:.3f}"
+        rows.append((name, str(d["tasks"]), str(d["scored"]), str(d["passed"]), str(d["skipped"]),
+                     str(d["error"]), mean))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+             for r in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    if totals:
+        lines.insert(len(lines) - 1, "-" * len(lines[0]))
+    problems = [f"  {e['domain']}/{e['id']}: {e['status']}: {e['reason']}" for e in entries
+                if e["status"] != "scored"]
+    return "\n".join(lines + (["not scored:"] + problems if problems else []))
+
+
+def run_suite(tasks: list[Task], out_dir: str | os.PathLike, settings: EvalSettings, parallel: int = 1,
+              log=print) -> list[dict]:
+    """Run `tasks` into `out_dir` (resuming a previous run there); returns the summary's task entries."""
+    if settings.agent not in AGENTS:
+        raise ValueError(f"unknown agent {settings.agent!r}; choose one of {', '.join(AGENTS)}")
+    if parallel < 1:
+        raise ValueError(f"--parallel must be at least 1, got {parallel}")
+    if settings.max_steps < 1:
+        raise ValueError(f"--max-steps must be at least 1, got {settings.max_steps}")
+    seen: set[tuple[str, str]] = set()
+    for t in tasks:
+        key = _task_key(t.domain, t.id)
+        if key in seen:
+            raise ValueError(f"task {t.domain}/{t.id} is listed twice")
+        seen.add(key)
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    previous = read_summary(out)
+    run_info = settings.run_info()
+    if previous.get("run") and previous["run"].get("agent") != settings.agent:
+        raise ValueError(f"{out} holds a run of agent {previous['run'].get('agent')!r}; "
+                         f"resume it with the same --agent or choose another --out")
+    kept = {_task_key(e["domain"], e["id"]): e for e in previous.get("tasks", []) if finished(out, e)}
+    entries = list(kept.values())
+    todo = [t for t in tasks if _task_key(t.domain, t.id) not in kept]
+    if kept:
+        log(f"resuming in {out}: {len(kept)} task(s) already done, {len(todo)} to run")
+    write_summary(out, run_info, entries)
+
+    for t in todo:  # a half-written task folder from an interrupted run starts over
+        d = out / (t.domain or "") / t.id
+        if d.exists():
+            shutil.rmtree(d)
+
+    total, n_done = len(tasks), len(kept)
+    ctx = mp.get_context("spawn")
+    jobs, results = ctx.Queue(), ctx.Queue()
+    for t in todo:
+        jobs.put((t.model_dump(mode="json"), t.domain or "", str(t.path or ""), str(out / (t.domain or "") / t.id)))
+    n_workers = min(parallel, len(todo))
+    for _ in range(n_workers):
+        jobs.put(None)
+    workers = [ctx.Process(target=_worker, args=(settings, jobs, results), daemon=True) for _ in range(n_workers)]
+    for w in workers:
+        w.start()
+    try:
+        remaining = len(todo)
+        while remaining:
+            try:
+                entry = results.get(timeout=5)
+            except queue.Empty:
+                if not any(w.is_alive() for w in workers):
+                    raise RuntimeError("all eval workers exited before finishing their tasks") from None
+                continue
+            remaining -= 1
+            n_done += 1
+            entries.append(entry)
+            write_summary(out, run_info, entries)
+            score = f"score {entry['score']:.2f}" if entry["status"] == "scored" else entry["status"]
+            why = f" ({entry['reason']})" if entry["status"] != "scored" and entry["reason"] else ""
+            log(f"[{n_done}/{total}] {entry['domain']}/{entry['id']}: {score}, {entry['steps']} steps, "
+                f"{entry['seconds']:.1f} s{why}")
+    finally:
+        for w in workers:
+            w.join(timeout=60 if not sys.exc_info()[0] else 5)
+            if w.is_alive():
+                w.terminate()
+                w.join(5)
+    order = {_task_key(t.domain, t.id): i for i, t in enumerate(tasks)}
+    entries.sort(key=lambda e: order.get(_task_key(e["domain"], e["id"]), len(order)))
+    write_summary(out, run_info, entries)
+    return entries

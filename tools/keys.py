@@ -44,7 +44,7 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "pause": ("pause", "break"),
     "menu": ("menu", "apps", "contextmenu", "application"),
 }
-_ALIAS_TO_CANONICAL = {alias: canon for canon, aliases in _ALIASES.items() for alias in aliases}
+_ALIAS_TO_CANONICAL = {alias: canon for canon, aliases in _ALIASES.items() for alias in (canon, *aliases)}
 _FUNCTION_KEY = re.compile(r"^f([1-9]|1[0-9]|2[0-4])$")
 
 _PYAUTOGUI = {

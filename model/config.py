@@ -90,6 +90,8 @@ class TextConfig(_Section):
                 data[key] = rope[key]
         if data.get("num_key_value_heads") is None:
             data["num_key_value_heads"] = data.get("num_attention_heads")
+        if "num_experts" not in data and "num_local_experts" in data:  # transformers >= 5 writes this name
+            data["num_experts"] = data["num_local_experts"]
         if data.get("mlp_only_layers") is None:
             data.pop("mlp_only_layers", None)
         return data

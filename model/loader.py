@@ -130,7 +130,7 @@ def load_state(model: torch.nn.Module, config: Qwen3VLConfig, reader: Checkpoint
         for layer in range(t.num_hidden_layers):
             if not t.is_moe_layer(layer):
                 continue
-            prefix = f"model.language_model.layers.{layer}.mlp.experts"
+            prefix = f"model.language_model.layers.{layer}.mlp.experts."
             experts = load_expert_weights(reader.get, available, prefix, t.num_experts, t.hidden_size,
                                           t.moe_intermediate_size)
             for key, tensor in experts.items():

@@ -82,9 +82,10 @@ def action_key(action: Action) -> tuple:
 
 def run_episode(env, policy: Policy, instruction: str, first_obs, *, config: AgentConfig,
                 out_dir: Path | None = None, on_step: Callable[[StepRecord], None] | None = None,
-                header: RunHeader | None = None) -> EpisodeResult:
+                header: RunHeader | None = None, history: History | None = None) -> EpisodeResult:
     """Run one task to the end. With ``out_dir``, the run is recorded there as it happens (see
-    agent.trajectory) and a report.html is written at the end, also when the run is interrupted."""
+    agent.trajectory) and a report.html is written at the end, also when the run is interrupted.
+    ``history`` continues an earlier conversation (agent.api steps one action at a time)."""
     writer = TrajectoryWriter(out_dir) if out_dir is not None else None
     if writer:
         hdr = header or RunHeader(instruction=instruction)
@@ -95,7 +96,8 @@ def run_episode(env, policy: Policy, instruction: str, first_obs, *, config: Age
         })
         writer.write_header(hdr)
 
-    history = History(instruction, config.prompt_profile, config.history_images)
+    if history is None:
+        history = History(instruction, config.prompt_profile, config.history_images)
     obs = first_obs
     result: EpisodeResult | None = None
     failed: list[tuple[str, str]] = []  # this step's unusable replies, shown back to the model

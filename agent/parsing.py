@@ -69,21 +69,22 @@ class _CallError(Exception):
 
 
 def strip_think(text: str) -> tuple[str, str | None]:
-    """(reply without reasoning, reasoning or None)."""
+    """(reply without reasoning, reasoning or None). Reasoning precedes the answer, so only the text before
+    the first ``<tool_call>`` is searched: a ``type`` call may legitimately contain "<think>"."""
+    cut = text.find("<tool_call>")
+    head, tail = (text, "") if cut < 0 else (text[:cut], text[cut:])
     reasoning: list[str] = []
-    if "</think>" in text:
-        head, _, tail = text.rpartition("</think>")
-        reasoning.append(head.replace("<think>", ""))
-        text = tail
-    # Any further complete blocks (a model that thinks twice).
+    if "</think>" in head:
+        before, _, head = head.rpartition("</think>")
+        reasoning.append(before.replace("<think>", ""))
+
     def _grab(m: re.Match) -> str:
         reasoning.append(m.group(1))
         return ""
 
-    text = re.sub(r"<think>(.*?)</think>", _grab, text, flags=re.S)
-    text = text.replace("<think>", "")
+    head = re.sub(r"<think>(.*?)</think>", _grab, head, flags=re.S).replace("<think>", "")
     joined = "\n".join(r.strip() for r in reasoning if r.strip())
-    return text.strip(), (joined or None)
+    return (head + tail).strip(), (joined or None)
 
 
 def _action_line(text: str) -> str | None:

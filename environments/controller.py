@@ -208,9 +208,7 @@ class Controller:
     # ---- screen ------------------------------------------------------------------------------
     def screenshot(self) -> Image.Image:
         """RGB screenshot of the display with the cursor drawn (as OSWorld's server returns)."""
-        import mss
-
-        with mss.mss(display=self.display, with_cursor=True) as sct:
+        with _mss_factory()(display=self.display, with_cursor=True) as sct:
             shot = sct.grab(sct.monitors[1])
         return Image.frombytes("RGB", shot.size, shot.rgb)
 
@@ -228,3 +226,9 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def _mss_factory():
+    import mss
+
+    return getattr(mss, "MSS", None) or mss.mss  # mss >= 10 renamed the factory

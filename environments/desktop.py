@@ -395,8 +395,8 @@ def _check_sandbox_home(home: Path) -> None:
 
 
 def _screen_size(display: str) -> tuple[int, int]:
-    import mss
+    from environments.controller import _mss_factory
 
-    with mss.mss(display=display) as sct:
+    with _mss_factory()(display=display) as sct:
         m = sct.monitors[1]
     return m["width"], m["height"]

@@ -1,0 +1,242 @@
+"""DesktopEnvironment on a private Xvfb: sandbox home, terminal binding, chrome shim + CDP, cleanup,
+and real OSWorld task files run with their own setup steps and evaluators."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from environments.desktop import SANDBOX_MARK, DesktopEnvironment
+from environments.setup import cdp_browser
+
+pytestmark = pytest.mark.display
+REPO = Path(__file__).resolve().parents[2]
+OSWORLD = Path(__file__).parent / "osworld"
+OS_MOVE = OSWORLD / "os/7688b85f-87a4-4e4a-b2f8-f3d6c3f29b82.json"
+OS_RENAME = OSWORLD / "os/e0df059f-28a6-4169-924f-b9623e7184cc.json"
+OS_INFEASIBLE = OSWORLD / "os/a462a795-fdc7-4b23-b689-e8b6df786b78.json"
+CHROME_BING = OSWORLD / "chrome/bb5e4c0d-f964-439c-97b6-bdb9747de3f4.json"
+CHROME_BOOKMARK = OSWORLD / "chrome/2ad9387a-65d8-4e33-ad5b-7580065a27ca.json"
+
+
+def _marked(marker: str) -> list[int]:
+    needle = f"QVL_DESKTOP_ENV={marker}".encode()
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if needle in f.read().split(b"\0"):
+                    pids.append(int(pid))
+        except OSError:
+            pass
+    return pids
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> Path:
+    t = tmp_path_factory.mktemp("home-template")
+    (t / "Documents").mkdir()
+    (t / "Documents" / "notes.txt").write_text("original\n")
+    return t
+
+
+@pytest.fixture(scope="module")
+def env(template):
+    e = DesktopEnvironment(home_template=template, settle_s=0.2)
+    yield e
+    e.close()
+
+
+def test_private_display_is_1920x1080_with_an_ewmh_wm(env):
+    obs = env.reset()
+    assert obs.screenshot.size == (1920, 1080) and obs.screenshot.mode == "RGB"
+    assert env.controller.wmctrl("-m").output.startswith("Name: Openbox")
+    assert env.display != os.environ.get("DISPLAY")
+
+
+def test_reset_restores_the_home_template(env):
+    env.reset()
+    home = env.home
+    assert home != Path.home() and (home / SANDBOX_MARK).is_file()
+    assert (home / "Documents/notes.txt").read_text() == "original\n"
+    # a task writes through /home/user, which is the sandbox home
+    env.controller.run("echo changed > /home/user/Documents/notes.txt; touch ~/Desktop/junk.txt", shell=True)
+    assert (home / "Desktop/junk.txt").exists()
+    assert (home / "Documents/notes.txt").read_text() == "changed\n"
+    env.reset()
+    assert not (home / "Desktop/junk.txt").exists()
+    assert (home / "Documents/notes.txt").read_text() == "original\n"
+    assert sorted(p.name for p in home.iterdir() if not p.name.startswith(".")) == \
+        ["Desktop", "Documents", "Downloads", "Music", "Pictures", "Videos"]
+
+
+def test_ctrl_alt_t_opens_a_window_titled_terminal(env):
+    env.reset()
+    assert "Terminal" not in env.controller.window_titles()
+    # the way OSWorld tasks do it: a `python` on PATH that has pyautogui
+    r = env.controller.run(["python", "-c", "import pyautogui; pyautogui.hotkey('ctrl', 'alt', 't')"])
+    assert r.returncode == 0, r.error
+    assert env.controller.wait_for_window(["Terminal"], timeout=10) == "Terminal"
+    assert "Terminal" in env.controller.run(["wmctrl", "-l"]).output
+    # the terminal's shell runs in the sandbox home, and reset closes it
+    env.reset()
+    assert "Terminal" not in env.controller.window_titles()
+
+
+def test_google_chrome_shim_opens_chromium_with_cdp(env):
+    obs = env.reset(CHROME_BING)
+    assert "skipped" not in obs.extra and "setup_error" not in obs.extra
+    port = env.controller.chrome_port
+    version = None
+    for _ in range(60):
+        try:
+            version = httpx.get(f"http://127.0.0.1:{port}/json/version", timeout=2).json()
+            break
+        except httpx.HTTPError:
+            time.sleep(0.25)
+    assert version is not None and "Chrome/" in version["Browser"]
+    assert env.controller.wait_for_window(["Chromium"], timeout=20)
+    assert (env.home / ".config/google-chrome/Default").is_dir()  # the profile lives in the sandbox
+    r = env.evaluate()
+    assert (r.status, r.score, r.details["metrics"][0]["result"]) == ("scored", 0.0, "Google")
+
+
+def test_chrome_task_scores_one_when_solved_and_zero_when_not(env):
+    env.reset(CHROME_BOOKMARK)
+    assert env.evaluate().score == 0.0
+    # Solve it through the browser itself: chrome://bookmarks exposes the bookmarks API.
+    with cdp_browser(env.controller) as browser:
+        page = browser.contexts[0].new_page()
+        page.goto("chrome://bookmarks")
+        page.evaluate("new Promise(r => chrome.bookmarks.create({parentId: '1', title: 'Favorites'}, r))")
+    deadline = time.time() + 15  # chromium writes the Bookmarks file a moment later
+    while (r := env.evaluate()).score != 1.0 and time.time() < deadline:
+        time.sleep(0.5)
+    assert (r.status, r.score) == ("scored", 1.0), r
+    # a fresh reset brings back an empty profile
+    env.reset(CHROME_BOOKMARK)
+    assert env.evaluate().score == 0.0
+
+
+def test_pkill_shim_only_touches_this_environment(env):
+    env.reset(CHROME_BING)
+    assert env.controller.wait_for_window(["Chromium"], timeout=20)
+    outsider = subprocess.Popen(["sleep", "30"])  # not ours: must survive `pkill sleep`
+    try:
+        env.controller.launch(["sleep", "30"])
+        assert env.controller.run(["pkill", "sleep"]).returncode == 0
+        assert outsider.poll() is None
+        assert not [p for p in env.controller.marked_pids()
+                    if open(f"/proc/{p}/comm").read().strip() == "sleep"]
+        # tasks kill `chrome`; Debian's process is `chromium`
+        assert env.controller.run(["pkill", "chrome"]).returncode == 0
+        assert not any("Chromium" in t for t in env.controller.window_titles())
+    finally:
+        outsider.kill()
+        outsider.wait()
+
+
+def test_skipped_tasks_say_why(env):
+    obs = env.reset(OSWORLD / "os/23393935-50c7-4a86-aeea-2b78fd089c5c.json")
+    assert obs.extra["skipped"].startswith("download not available offline: https://drive.usercontent.google.com/")
+    r = env.evaluate()
+    assert r.status == "skipped" and r.reason == obs.extra["skipped"]
+    obs = env.reset(OSWORLD / "os/5ced85fc-fa1a-4217-95fd-0fb530545ce2.json")  # eval.sh is on Google Drive
+    assert obs.extra["skipped"].startswith("download not available offline")
+    assert env.evaluate().status == "skipped"
+
+
+def test_missing_app_is_skipped_not_a_crash(env):
+    task = {"id": "gimp-1", "instruction": "x", "snapshot": "gimp", "related_apps": ["gimp"],
+            "config": [{"type": "launch", "parameters": {"command": ["gimp", "/home/user/a.png"]}}],
+            "evaluator": {"func": "infeasible"}}
+    obs = env.reset(task)
+    assert obs.extra["skipped"].startswith("missing app: gimp")
+
+
+def test_close_leaves_no_processes(template):
+    e = DesktopEnvironment(home_template=template, settle_s=0)
+    e.reset(CHROME_BING)
+    e.controller.run("nohup sleep 300 >/dev/null 2>&1 & setsid sleep 300 >/dev/null 2>&1 &", shell=True)
+    assert e.controller.wait_for_window(["Chromium"], timeout=20)
+    marker, root, display = e.marker, e.root, e.display
+    assert len(_marked(marker)) >= 5  # Xvfb, openbox, chromium, both sleeps
+    e.close()
+    assert _marked(marker) == []
+    assert not root.exists()
+    assert not Path(f"/tmp/.X11-unix/X{display[1:]}").exists()
+
+
+def test_two_environments_side_by_side(template):
+    a = DesktopEnvironment(settle_s=0)
+    b = DesktopEnvironment(settle_s=0)
+    try:
+        assert a.display != b.display and a.home != b.home
+        assert a.controller.chrome_port != b.controller.chrome_port
+        a.reset(OS_MOVE)
+        b.reset(OS_MOVE)
+        a.controller.run("mv ~/Desktop/todo.txt ~/Desktop/done/", shell=True)
+        assert (a.evaluate().score, b.evaluate().score) == (1.0, 0.0)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_user_home_is_never_wiped(tmp_path):
+    (tmp_path / "precious.txt").write_text("keep")
+    with pytest.raises(ValueError, match="not a qvl sandbox home"):
+        DesktopEnvironment(home=tmp_path)
+    assert (tmp_path / "precious.txt").read_text() == "keep"
+
+
+# pyautogui binds to one display per process, so episodes that act through DesktopExecutor run
+# in their own interpreter (the suite's other tests may already have bound it to another display).
+EPISODES = textwrap.dedent("""
+    import json, sys
+    from agent.actions import Action
+    from environments.desktop import DesktopEnvironment
+
+    def run(env, path, actions):
+        env.reset(path)
+        for a in actions:
+            env.step(Action(**a))
+        r = env.evaluate()
+        return [r.status, r.score]
+
+    terminal = [{"action": "key", "keys": ["ctrl", "alt", "t"]}, {"action": "wait", "time": 1}]
+    def typed(text):
+        return terminal + [{"action": "type", "text": text + "\\n"}, {"action": "wait", "time": 1},
+                           {"action": "terminate", "status": "success"}]
+    move, rename, infeasible = sys.argv[1:4]
+    out = {}
+    with DesktopEnvironment(settle_s=0.2, step_pause_s=0.2) as env:
+        out["move_nothing"] = run(env, move, [])
+        out["move_solved"] = run(env, move, typed("mv ~/Desktop/todo.txt ~/Desktop/done/"))
+        out["move_fail"] = run(env, move, [{"action": "terminate", "status": "failure"}])
+        out["rename_solved"] = run(env, rename, typed("mv ~/Desktop/todo_list_Jan_1 ~/Desktop/todo_list_Jan_2"))
+        out["rename_nothing"] = run(env, rename, [{"action": "terminate", "status": "success"}])
+        out["infeasible_fail"] = run(env, infeasible, [{"action": "terminate", "status": "failure"}])
+        out["infeasible_done"] = run(env, infeasible, [{"action": "terminate", "status": "success"}])
+    print(json.dumps(out))
+""")
+
+
+@pytest.mark.slow
+def test_real_os_tasks_scripted_through_env_step():
+    p = subprocess.run([sys.executable, "-c", EPISODES, str(OS_MOVE), str(OS_RENAME), str(OS_INFEASIBLE)],
+                       cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    assert out == {
+        "move_nothing": ["scored", 0.0], "move_solved": ["scored", 1.0], "move_fail": ["scored", 0.0],
+        "rename_solved": ["scored", 1.0], "rename_nothing": ["scored", 0.0],
+        "infeasible_fail": ["scored", 1.0], "infeasible_done": ["scored", 0.0],
+    }

@@ -14,6 +14,7 @@ reason, so the agent sees why the page did not change.
 from __future__ import annotations
 
 import io
+import os
 import threading
 import time
 from pathlib import Path
@@ -111,6 +112,13 @@ class DomainPolicy:
         return None
 
 
+def _is_main_frame(request: Any) -> bool:
+    try:
+        return request.frame.parent_frame is None
+    except Exception:  # service-worker requests have no frame
+        return False
+
+
 def _clean_domain(d: str) -> str:
     d = d.strip().lower()
     if "://" in d:
@@ -164,16 +172,21 @@ class BrowserExecutor:
             viewport={"width": int(viewport[0]), "height": int(viewport[1])},
             device_scale_factor=device_scale_factor,
         )
+        if not headless and not os.environ.get("DISPLAY"):
+            raise ValueError("a headed browser needs an X display: set DISPLAY or use headless=True")
+        # The shared Playwright driver may predate DISPLAY/XAUTHORITY being set; hand chromium ours.
+        env = dict(os.environ)
         pw = shared_playwright.acquire()
         try:
             if user_data_dir is not None:
                 context = pw.chromium.launch_persistent_context(
-                    str(user_data_dir), executable_path=CHROMIUM, headless=headless, args=args, **options
+                    str(user_data_dir), executable_path=CHROMIUM, headless=headless, args=args, env=env,
+                    **options,
                 )
                 browser = None
                 page = context.pages[0] if context.pages else context.new_page()
             else:
-                browser = pw.chromium.launch(executable_path=CHROMIUM, headless=headless, args=args)
+                browser = pw.chromium.launch(executable_path=CHROMIUM, headless=headless, args=args, env=env)
                 context = browser.new_context(**options)
                 page = context.new_page()
             executor = cls(page, allow_domains=allow_domains, deny_domains=deny_domains)
@@ -254,11 +267,11 @@ class BrowserExecutor:
         if reason is None:
             route.continue_()
             return
-        if request.is_navigation_request():
+        if request.is_navigation_request() and _is_main_frame(request):
             self._blocked.append(f"{request.url} ({reason})")
             # 204 No Content keeps the current document instead of showing chrome's error page
             route.fulfill(status=204, body="")
-        else:
+        else:  # sub-resources and iframes: fail quietly, the page the agent sees stays usable
             route.abort("blockedbyclient")
 
     def _on_new_page(self, page: Any) -> None:

@@ -253,3 +253,64 @@ def test_domain_lists_block_navigation_with_a_reason_and_cdp_port(chromium_path,
         ex.close()
     with pytest.raises(httpx.TransportError):
         httpx.get(f"http://127.0.0.1:{cdp}/json/version", timeout=2)
+
+
+def test_blocked_iframe_does_not_fail_the_action(chromium_path, http_pages):
+    port = http_pages
+    ex = BrowserExecutor.launch(viewport=(800, 500), start_url=f"http://127.0.0.1:{port}/actions.html",
+                                deny_domains=["localhost"])
+    try:
+        page = ex.page
+        page.evaluate(f"""() => {{ const b = document.createElement('button'); b.id = 'add';
+            b.textContent = 'add'; b.style = 'position:absolute;left:700px;top:450px';
+            b.onclick = () => {{ const f = document.createElement('iframe');
+                                 f.src = 'http://localhost:{port}/actions.html'; document.body.append(f); }};
+            document.body.append(b); }}""")
+        r = page.evaluate("() => window.__rect('add')")
+        out = ex.execute(Action(action="left_click"), (r["cx"], r["cy"]))
+        assert out.ok, out.error
+        assert page.evaluate("() => document.querySelectorAll('iframe').length") == 1
+    finally:
+        ex.close()
+
+
+def test_new_tabs_become_the_page_the_executor_acts_on(ex, page):
+    page.evaluate("() => { const a = document.getElementById('link'); a.target = '_blank';"
+                  " a.href = location.href.split('#')[0] + '#popup'; }")
+    out = act(ex, "left_click", shot(center(page, "link")))
+    assert out.ok
+    deadline = time.time() + 5
+    while not ex.page.url.endswith("#popup"):
+        assert time.time() < deadline, "the executor did not follow the new tab"
+        ex.page.wait_for_timeout(50)
+    popup = ex.page
+    assert popup is not page
+    assert act(ex, "left_click", shot(center(popup, "pad"))).ok
+    assert [e["type"] for e in mouse_log(popup, "click")] == ["click"]
+    popup.close()
+    assert ex.page is page
+
+
+@pytest.mark.display
+def test_headed_launch_on_the_x_display(x_display, chromium_path):
+    ex = BrowserExecutor.launch(headless=False, viewport=(640, 400), start_url=PAGE_URL)
+    try:
+        assert ex.screenshot().size == (640, 400)
+        p = ex.page
+        x, y = center(p, "pad")
+        assert ex.execute(Action(action="left_click"), (x, y)).ok
+        assert [(e["x"], e["y"]) for e in mouse_log(p, "click")] == [(round(x), round(y))]
+    finally:
+        ex.close()
+
+
+def test_persistent_profile(chromium_path, tmp_path):
+    profile = tmp_path / "profile"
+    ex = BrowserExecutor.launch(viewport=(640, 400), start_url=PAGE_URL, user_data_dir=profile)
+    try:
+        assert ex.page.url == PAGE_URL
+        x, y = center(ex.page, "pad")
+        assert ex.execute(Action(action="left_click"), (x, y)).ok
+    finally:
+        ex.close()
+    assert (profile / "Default").is_dir()

@@ -177,6 +177,7 @@ class BrowserExecutor:
         # The shared Playwright driver may predate DISPLAY/XAUTHORITY being set; hand chromium ours.
         env = dict(os.environ)
         pw = shared_playwright.acquire()
+        browser = context = None
         try:
             if user_data_dir is not None:
                 context = pw.chromium.launch_persistent_context(
@@ -191,6 +192,9 @@ class BrowserExecutor:
                 page = context.new_page()
             executor = cls(page, allow_domains=allow_domains, deny_domains=deny_domains)
         except Exception:
+            for thing in (context, browser):
+                if thing is not None:
+                    thing.close()
             shared_playwright.release()
             raise
         executor._owned = [shared_playwright, browser, context]
@@ -236,11 +240,19 @@ class BrowserExecutor:
 
     # --- browser-specific ---------------------------------------------------------------------------
     def goto(self, url: str) -> None:
-        """Navigate the current page; a URL the domain lists forbid raises ValueError."""
+        """Navigate the current page. A bare "example.com" means https://, an existing path its file://
+        URL; a URL the domain lists forbid, or one that cannot be loaded, raises ValueError."""
+        if not urlsplit(url).scheme:
+            url = Path(url).resolve().as_uri() if Path(url).exists() else "https://" + url
         reason = self.policy.blocked_reason(url)
         if reason:
             raise ValueError(f"navigation to {url} blocked: {reason}")
-        self.page.goto(url, wait_until="load")
+        from playwright.sync_api import Error as PlaywrightError
+
+        try:
+            self.page.goto(url, wait_until="load")
+        except PlaywrightError as e:
+            raise ValueError(f"cannot open {url}: {str(e).splitlines()[0]}") from e
 
     def focused_is_password(self) -> bool:
         """Whether keyboard input would go into a password field (the loop asks before `type`)."""

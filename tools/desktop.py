@@ -142,15 +142,14 @@ class DesktopExecutor:
                 f"{i}: {m['width']}x{m['height']}{m['left']:+d}{m['top']:+d}"
                 for i, m in enumerate(all_monitors) if i > 0
             )
+            self.close()
             raise ValueError(f"monitor {monitor} does not exist on {self.display}; monitors are {listing}")
         self.monitor_index = monitor
         self.monitor = all_monitors[monitor]
         bounding = all_monitors[0]
         self.input_per_monitor_unit = self._pg.size()[0] / bounding["width"]
-        self._geometry = geometry_for_monitor(self.monitor, self._capture_size(), self.input_per_monitor_unit)
-
-    def _capture_size(self) -> tuple[int, int]:
-        return grab(self._sct, self.monitor).size
+        shot_size = grab(self._sct, self.monitor).size  # physical pixels on HiDPI, unlike the monitor dict
+        self._geometry = geometry_for_monitor(self.monitor, shot_size, self.input_per_monitor_unit)
 
     # --- Executor -----------------------------------------------------------------------------------
     @property

@@ -314,3 +314,10 @@ def test_persistent_profile(chromium_path, tmp_path):
     finally:
         ex.close()
     assert (profile / "Default").is_dir()
+
+
+def test_goto_defaults_and_errors(ex):
+    ex.goto(str(PAGES / "actions.html"))  # a path means its file:// URL
+    assert ex.page.url == PAGE_URL
+    with pytest.raises(ValueError, match="cannot open http://127.0.0.1:9/"):
+        ex.goto("http://127.0.0.1:9/")  # nothing listens on the discard port

@@ -301,7 +301,7 @@ class BrowserExecutor:
                 self.page = remaining[-1]
 
     def _execute(self, action: Action, target: tuple[float, float] | None) -> ActionOutcome:
-        mouse, keyboard = self.page.mouse, self.page.keyboard
+        mouse = self.page.mouse
         name = action.action
         point = self._geometry.to_input(*target) if target is not None else None
 

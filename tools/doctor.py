@@ -66,7 +66,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "doctor",
         help="check that screenshot, relative and input coordinates agree on every monitor",
-        description=__doc__.split("\n\n")[0],
+        description="Draws fiducial markers on each monitor, finds them in the screenshot and moves the cursor "
+        "through the agent's coordinate chain (relative 0..1000 -> screenshot px -> input px -> pyautogui); "
+        "exit code 0 when screenshot, relative and input coordinates agree everywhere, 1 otherwise.",
     )
     p.add_argument("--display", help="X display to check (default: $DISPLAY)")
     p.add_argument("--monitor", type=int, help="check only this monitor (1-based, as mss numbers them)")

@@ -100,3 +100,11 @@ def test_doctor_checks_each_monitor_with_its_offset(tmp_path):
     finally:
         xvfb.terminate()
         xvfb.wait(5)
+
+
+def test_doctor_bad_monitor_and_unreachable_display(x_display, capsys):
+    assert main(["doctor", "--monitor", "9"]) == 1
+    assert capsys.readouterr().err.strip() == f"error: --monitor 9: display {x_display} has monitors 1..1"
+    assert main(["doctor", "--display", ":4244"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: cannot capture the screen of display :4244")

@@ -1,0 +1,146 @@
+"""`qvl-agent run` / `replay` end to end: a scripted policy fills and sends the bundled contact form in
+the default sandboxed browser; the replay re-executes the recorded run with no model."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from agent.cli import main
+from agent.trajectory import load_header, load_steps
+
+pytestmark = pytest.mark.browser
+
+W, H = 1280, 800  # BrowserEnvironment's default viewport
+
+
+@pytest.fixture(scope="module")
+def centres(chromium_path):
+    """Centres of the elements the script clicks, measured in the same browser setup the CLI uses."""
+    from environments.browser import BrowserEnvironment
+    from environments.sites import serve_bundled_sites
+
+    with serve_bundled_sites() as base:
+        env = BrowserEnvironment(start_url=base + "/")
+        try:
+            env.reset()
+            page = env.executor.page
+
+            def centre(selector):
+                box = page.locator(selector).bounding_box()
+                return (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+
+            found = {"forms_link": centre("#app-forms")}
+            page.goto(base + "/forms/")
+            for name, sel in [("name", "#name"), ("email", "#email"), ("support", "[data-topic=support]"),
+                              ("message", "#message"), ("submit", "#submit-button")]:
+                found[name] = centre(sel)
+        finally:
+            env.close()
+    return found
+
+
+def grid(point):
+    return [round(point[0] / W * 1000), round(point[1] / H * 1000)]
+
+
+def call(args: dict, line: str | None = None) -> str:
+    return (f"Action: {line}\n" if line else "") + "<tool_call>\n" + json.dumps(
+        {"name": "computer_use", "arguments": args}) + "\n</tool_call>"
+
+
+@pytest.fixture(scope="module")
+def recorded_run(centres, tmp_path_factory):
+    c = centres
+    script = [
+        call({"action": "left_click", "coordinate": grid(c["forms_link"])}, "Open the contact form."),
+        call({"action": "left_click", "coordinate": grid(c["name"])}, "Click the name field."),
+        call({"action": "type", "text": "Ada Lovelace"}, "Type the name."),
+        call({"action": "left_click", "coordinate": grid(c["email"])}),
+        call({"action": "type", "text": "ada@example.org"}),
+        call({"action": "left_click", "coordinate": grid(c["support"])}, "Choose Support."),
+        call({"action": "left_click", "coordinate": grid(c["message"])}),
+        call({"action": "type", "text": "Bonjour, ça marche !"}),
+        call({"action": "left_click", "coordinate": grid(c["submit"])}, "Send it."),
+        call({"action": "terminate", "status": "success"}),
+    ]
+    root = tmp_path_factory.mktemp("cli")
+    script_file = root / "script.json"
+    script_file.write_text(json.dumps(script))
+    out = root / "run"
+    return script, script_file, out
+
+
+def contact_entries(run_dir: Path) -> list[dict]:
+    state = json.loads((run_dir / "sites" / "sites_state.json").read_text())
+    return state["forms"].get("contact", [])
+
+
+def test_run_with_script_completes_the_contact_form(recorded_run, centres, capsys):
+    script, script_file, out = recorded_run
+    rc = main(["run", "Send a support message as Ada Lovelace", "--script", str(script_file), "--out", str(out)])
+    printed = capsys.readouterr()
+    assert rc == 0, printed.err
+    # the site received exactly what the agent typed
+    assert contact_entries(out) == [{"name": "Ada Lovelace", "email": "ada@example.org", "phone": "",
+                                     "topic": "support", "message": "Bonjour, ça marche !", "newsletter": False}]
+    steps = load_steps(out)
+    assert len(steps) == 10 and all(s.executed for s in steps) and steps[-1].done
+    assert [s.raw_response for s in steps] == script
+    for s in steps:
+        assert (out / s.screenshot_file).exists()
+    # the grid point maps back onto the element centre (within one grid cell: 1.28 x 0.8 px)
+    assert steps[0].target_px == pytest.approx(centres["forms_link"], abs=1.3)
+    assert steps[8].target_px == pytest.approx(centres["submit"], abs=1.3)
+    header = load_header(out)
+    assert header.env_kind == "browser" and header.bundled_sites_base and header.start_url.endswith("/")
+    assert json.loads((out / "result.json").read_text())["status"] == "success"
+    report = (out / "report.html").read_text()
+    assert report.count("data:image/png;base64,") == 10 and "Bonjour, ça marche !" in report
+    # progress per step, then the result
+    lines = printed.out.splitlines()
+    assert sum(line.startswith("step ") for line in lines) == 10
+    assert any("left_click" in line and "-> px" in line for line in lines)
+    assert "success after 10 steps" in printed.out
+
+
+def test_replay_reexecutes_the_recorded_run(recorded_run, capsys, tmp_path):
+    _, _, out = recorded_run
+    if not (out / "traj.jsonl").exists():
+        pytest.fail("the recorded run is missing: run the whole module")
+    rc = main(["replay", str(out), "--out", str(tmp_path / "replay")])
+    printed = capsys.readouterr()
+    assert rc == 0, printed.err
+    assert contact_entries(tmp_path / "replay") == contact_entries(out)  # the form was sent again
+    original, replayed = load_steps(out), load_steps(tmp_path / "replay")
+    assert [s.parsed_action for s in replayed] == [s.parsed_action for s in original]
+    assert [s.target_px for s in replayed] == [s.target_px for s in original]
+    assert load_header(tmp_path / "replay").model_extra["replay_of"] == str(out)
+
+
+def test_unreachable_server_gives_one_line_error(capsys, tmp_path, chromium_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    rc = main(["run", "do it", "--base-url", f"http://127.0.0.1:{port}/v1", "--model", "m", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1
+    assert len(err) == 1 and err[0].startswith(f"error: cannot reach the model server at http://127.0.0.1:{port}/v1")
+    assert json.loads((tmp_path / "r" / "result.json").read_text())["status"] == "error"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "x", "--script", "/nonexistent/script.json"], "error: script /nonexistent/script.json does not exist"),
+    (["run", "x", "--start-url", "example.com", "--script", "s.json"], "error: --start-url must be a full URL"),
+    (["run", "x", "--env", "desktop", "--start-url", "http://a"], "error: --start-url applies to --env browser only"),
+    (["run", "x", "--base-url", "http://a/v1"], "error: --base-url needs --model NAME"),
+    (["run", "x", "--max-steps", "0", "--script", "s.json"], "error: max steps must be at least 1"),
+    (["replay", "/nonexistent/run"], "error: run directory /nonexistent/run does not exist"),
+])
+def test_bad_input_is_one_clear_line(argv, message, capsys):
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(message), err

@@ -215,8 +215,10 @@ def output_config(config: dict, modules_to_not_convert: list[str]) -> dict:
     for section in (config, config.get("text_config"), config.get("vision_config")):
         if isinstance(section, dict):
             for key in ("torch_dtype", "dtype"):
-                if key in section or section is config:
+                if key in section:
                     section[key] = "bfloat16"
+    if "torch_dtype" not in config:
+        config["dtype"] = "bfloat16"
     config["quantization_config"] = quantization_config(modules_to_not_convert)
     return config
 

@@ -104,6 +104,7 @@ def run_episode(env, policy: Policy, instruction: str, first_obs, *, config: Age
     recent: deque[tuple] = deque(maxlen=config.loop_limit)
     steps = 0
     turn = 0
+    saved: tuple[Image.Image | None, str | None] = (None, None)  # (screenshot, its file)
     last_action: Action | None = None
 
     def emit(rec: StepRecord) -> None:
@@ -119,7 +120,9 @@ def run_episode(env, policy: Policy, instruction: str, first_obs, *, config: Age
                 break
             turn += 1
             shot: Image.Image = obs.screenshot
-            shot_file = writer.save_screenshot(turn, shot) if writer else None
+            if writer and shot is not saved[0]:  # a retry after a parse error shows the same screenshot
+                saved = (shot, writer.save_screenshot(turn, shot))
+            shot_file = saved[1]
             rec = StepRecord(step_num=turn, action_timestamp=_now(), action=None, response="", raw_response="",
                              screenshot_file=shot_file, screen_size=shot.size,
                              visual_tokens=coords.visual_tokens(shot.size))

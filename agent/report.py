@@ -8,7 +8,7 @@ import io
 import json
 from pathlib import Path
 
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from agent.actions import Action
 from agent.trajectory import REPORT_FILE, load_header, load_result, load_steps
@@ -32,12 +32,21 @@ def annotate(image: Image.Image, action: Action | None, target: tuple[float, flo
             draw.line([x, y + r // 2, x, y + 2 * r], fill=color, width=w - 1)
     text = label if label is not None else (describe(action) if action else "")
     if text:
-        tx = 8 if target is None else min(max(target[0] + 2 * r, 4), max(out.width - 8 * len(text) - 8, 4))
-        ty = 8 if target is None else min(max(target[1] - 2 * r - 18, 4), out.height - 22)
-        box = draw.textbbox((tx, ty), text)
+        font = _font(max(12, min(out.size) // 45))
+        width, height = draw.textbbox((0, 0), text, font=font)[2:]
+        tx = 8 if target is None else min(max(target[0] + 2 * r, 4), max(out.width - width - 8, 4))
+        ty = 8 if target is None else min(max(target[1] - 2 * r - height - 6, 4), max(out.height - height - 8, 4))
+        box = draw.textbbox((tx, ty), text, font=font)
         draw.rectangle([box[0] - 4, box[1] - 3, box[2] + 4, box[3] + 3], fill=(0, 0, 0))
-        draw.text((tx, ty), text, fill=(255, 255, 255))
+        draw.text((tx, ty), text, fill=(255, 255, 255), font=font)
     return out
+
+
+def _font(size: int):
+    try:
+        return ImageFont.load_default(size=size)  # Pillow >= 10.1: scalable default font
+    except TypeError:
+        return ImageFont.load_default()
 
 
 def describe(action: Action) -> str:

@@ -46,7 +46,8 @@ class Controller:
 
     def __init__(self, *, env: dict[str, str], home: Path, cache_dir: Path, display: str,
                  screen_size: tuple[int, int], marker: str, chrome_port: int,
-                 client_password: str = "password", mirror: Path | None = None, task_id: str = "") -> None:
+                 client_password: str = "password", mirror: Path | None = None, task_id: str = "",
+                 online: bool = False) -> None:
         self.env = env
         self.home = Path(home)
         self.cache_dir = Path(cache_dir)
@@ -56,6 +57,7 @@ class Controller:
         self.chrome_port = chrome_port
         self.client_password = client_password
         self.mirror = Path(mirror) if mirror is not None else None
+        self.online = online  # may setup/getters reach non-local URLs?
         self.task_id = task_id
         self._launched: list[subprocess.Popen] = []
 

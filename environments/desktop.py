@@ -17,7 +17,10 @@ One `DesktopEnvironment` is one sandboxed session:
 - close() kills every process the environment started, found by a marker in their environment.
 
 Tasks are OSWorld `Task`s (environments.tasks), a dict, or a path to a task file. A task that
-cannot run here is *skipped*, with the reason in `obs.extra["skipped"]` and in `evaluate()`.
+cannot run here is *skipped*, with the reason in `obs.extra["skipped"]` and in `evaluate()`; a setup
+step that fails leaves `obs.extra["setup_error"]` and `evaluate()` reports status "error". Files that
+tasks download come from `mirror` (see environments.setup.mirror_candidates), file:// or loopback
+URLs; with `online=True` other URLs may be fetched and opened too (default: offline, those tasks skip).
 """
 
 from __future__ import annotations
@@ -159,7 +162,8 @@ class DesktopEnvironment:
 
     def __init__(self, display: str | None = None, size: tuple[int, int] = (1920, 1080),
                  home: Path | None = None, *, home_template: Path | None = None, mirror: Path | None = None,
-                 client_password: str = "password", settle_s: float = 1.0, step_pause_s: float = 0.5) -> None:
+                 client_password: str = "password", settle_s: float = 1.0, step_pause_s: float = 0.5,
+                 online: bool = False) -> None:
         self.size = tuple(size)
         self.settle_s = settle_s
         self.step_pause_s = step_pause_s
@@ -190,7 +194,8 @@ class DesktopEnvironment:
             self.controller = Controller(
                 env=self._task_env(), home=self.home, cache_dir=self.root / "cache", display=self.display,
                 screen_size=self.size, marker=self.marker, chrome_port=_free_port(),
-                client_password=client_password, mirror=Path(mirror) if mirror is not None else None)
+                client_password=client_password, mirror=Path(mirror) if mirror is not None else None,
+                online=online)
             self.controller.env[CHROME_PORT_VAR] = str(self.controller.chrome_port)
             self._restore_home()
         except BaseException:

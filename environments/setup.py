@@ -318,7 +318,8 @@ def mirror_candidates(url: str, mirror: Path, task_id: str, dest: str) -> list[P
 
 
 def locate(url: str, controller: Controller, dest: str = "") -> Path | str | None:
-    """A local Path for `url`, the URL itself if it is a loopback http URL, or None."""
+    """A local Path for `url` (file:// or the mirror), the URL itself if it may be fetched
+    (loopback, or any http(s) URL when the controller is online), or None."""
     parsed = urlparse(url)
     if parsed.scheme == "file":
         p = Path(unquote(parsed.path))
@@ -329,7 +330,15 @@ def locate(url: str, controller: Controller, dest: str = "") -> Path | str | Non
         for p in mirror_candidates(url, controller.mirror, controller.task_id, dest or parsed.path):
             if p.is_file():
                 return p
+    if controller.online and parsed.scheme in ("http", "https"):
+        return url
     return None
+
+
+def is_local_url(url: str) -> bool:
+    """A URL a browser can load without the internet."""
+    parsed = urlparse(url if "://" in url else "http://" + url)
+    return parsed.scheme in ("file", "chrome", "about", "data") or _is_loopback(parsed.hostname)
 
 
 def fetch(url: str, controller: Controller, dest: str = "") -> bytes:
@@ -357,6 +366,12 @@ def offline_blocker(task: Task, controller: Controller) -> str | None:
             return f"needs a Google account: {step.type} step"
         if step.type not in STEPS:
             return f"unsupported: setup step {step.type!r}"
+    if not controller.online:
+        for step in steps:
+            urls = step.parameters.get("urls_to_open", []) if step.type == "chrome_open_tabs" else []
+            for url in urls:
+                if not is_local_url(url):
+                    return f"needs the internet: chrome_open_tabs opens {url}"
     for step in steps:
         if step.type == "download":
             for f in step.parameters.get("files", []):

@@ -11,6 +11,9 @@ import textwrap
 import time
 from pathlib import Path
 
+import http.server
+import threading
+
 import httpx
 import pytest
 
@@ -144,6 +147,63 @@ def test_pkill_shim_only_touches_this_environment(env):
         outsider.wait()
 
 
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    root = tmp_path_factory.mktemp("site")
+    for name in ("a", "b", "c"):
+        (root / f"{name}.html").write_text(f"<html><head><title>Page {name}</title></head><body>{name}</body></html>")
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **k):
+            super().__init__(*a, directory=str(root), **k)
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_chrome_open_and_close_tabs_then_reopen_scores_one(env, site):
+    a, b, c = (f"{site}/{n}.html" for n in "abc")
+    launch = [{"type": "launch", "parameters": {"command": ["google-chrome", "--remote-debugging-port=1337"]}},
+              {"type": "launch", "parameters": {"command": ["socat", "tcp-listen:9222,fork", "tcp:localhost:1337"]}}]
+    task = {"id": "reopen-tab", "instruction": "Bring back the last tab I closed.", "snapshot": "chrome",
+            "related_apps": ["chrome"],
+            "config": launch + [{"type": "chrome_open_tabs", "parameters": {"urls_to_open": [a, b, c]}},
+                                {"type": "chrome_close_tabs", "parameters": {"urls_to_close": [c]}}],
+            "evaluator": {"func": ["is_expected_tabs", "is_expected_active_tab"],
+                          "result": [{"type": "open_tabs_info"}, {"type": "active_tab_info"}],
+                          "expected": [{"type": "rule", "rules": {"type": "url", "urls": [a, b, c]}},
+                                       {"type": "rule", "rules": {"type": "url", "url": c}}]}}
+    obs = env.reset(task)
+    assert "skipped" not in obs.extra and "setup_error" not in obs.extra, obs.extra
+    r = env.evaluate()
+    assert (r.status, r.score) == ("scored", 0.0)
+    tabs = eval(r.details["metrics"][0]["result"])  # noqa: S307 - our own repr of a list of dicts
+    assert sorted(t["url"] for t in tabs) == [a, b]  # the first blank tab closed, c closed by the step
+    env.controller.run(["python", "-c", "import pyautogui; pyautogui.hotkey('ctrl', 'shift', 't')"])
+    deadline = time.time() + 10
+    while (r := env.evaluate()).score != 1.0 and time.time() < deadline:
+        time.sleep(0.5)
+    assert (r.status, r.score) == ("scored", 1.0), r
+
+
+def test_open_and_close_window_steps(env):
+    task = {"id": "windows", "instruction": "x",
+            "config": [{"type": "open", "parameters": {"path": "xterm"}}],  # a command: started, window awaited
+            "evaluator": {"func": "infeasible",
+                          "postconfig": [{"type": "close_window", "parameters": {"window_name": "xterm"}},
+                                         {"type": "sleep", "parameters": {"seconds": 1}}]}}
+    obs = env.reset(task)
+    assert "setup_error" not in obs.extra, obs.extra
+    assert "xterm" in env.controller.window_titles()
+    env.evaluate()
+    assert "xterm" not in env.controller.window_titles()
+
+
 def test_skipped_tasks_say_why(env):
     obs = env.reset(OSWORLD / "os/23393935-50c7-4a86-aeea-2b78fd089c5c.json")
     assert obs.extra["skipped"].startswith("download not available offline: https://drive.usercontent.google.com/")
@@ -152,6 +212,8 @@ def test_skipped_tasks_say_why(env):
     obs = env.reset(OSWORLD / "os/5ced85fc-fa1a-4217-95fd-0fb530545ce2.json")  # eval.sh is on Google Drive
     assert obs.extra["skipped"].startswith("download not available offline")
     assert env.evaluate().status == "skipped"
+    obs = env.reset(OSWORLD / "chrome/06fe7178-4491-4589-810f-2e2bc9502122.json")  # live travel sites
+    assert obs.extra["skipped"] == "needs the internet: chrome_open_tabs opens https://www.lonelyplanet.com"
 
 
 def test_missing_app_is_skipped_not_a_crash(env):

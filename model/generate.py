@@ -274,9 +274,10 @@ class Qwen3VL(nn.Module):
             steps = step + 1
             if stream is not None:
                 stream(token)
-            live = ~done
-            seen[live, token[live]] = True
-            generated[live, token[live]] = True
+            if params.repetition_penalty != 1.0 or params.presence_penalty != 0.0:
+                live = ~done
+                seen[live, token[live]] = True
+                generated[live, token[live]] = True
             done = done | torch.isin(token, eos)
             if step + 1 == max_new_tokens or bool(done.all()):
                 break

@@ -4,7 +4,10 @@ the default sandboxed browser; the replay re-executes the recorded run with no m
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -144,3 +147,39 @@ def test_bad_input_is_one_clear_line(argv, message, capsys):
     assert main(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(message), err
+
+
+@pytest.mark.display
+def test_run_on_the_desktop_types_into_a_terminal(x_display, tmp_path, capsys):
+    """`--env desktop` drives $DISPLAY: the script clicks into an xterm and runs a command in it."""
+    marker = tmp_path / "marker.txt"
+    term = subprocess.Popen(["xterm", "-geometry", "100x30+0+0", "-title", "agent-test"],
+                            env={**os.environ, "DISPLAY": x_display},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 10
+        while subprocess.run(["wmctrl", "-l"], capture_output=True, text=True,
+                             env={**os.environ, "DISPLAY": x_display}).stdout.find("agent-test") < 0:
+            if time.time() > deadline:
+                pytest.fail("xterm did not map")
+            time.sleep(0.1)
+        script = [
+            call({"action": "left_click", "coordinate": [200, 200]}, "Focus the terminal."),
+            call({"action": "type", "text": f"echo agent-was-here > {marker}"}),
+            call({"action": "key", "keys": ["enter"]}),
+            call({"action": "wait", "time": 0.5}),
+            call({"action": "terminate", "status": "success"}),
+        ]
+        script_file = tmp_path / "script.json"
+        script_file.write_text(json.dumps(script))
+        rc = main(["run", "write a marker file", "--env", "desktop", "--script", str(script_file),
+                   "--out", str(tmp_path / "run")])
+        assert rc == 0, capsys.readouterr().err
+    finally:
+        term.terminate()
+        term.wait(5)
+    assert marker.read_text().strip() == "agent-was-here"
+    header = load_header(tmp_path / "run")
+    assert header.env_kind == "desktop" and header.display == x_display
+    steps = load_steps(tmp_path / "run")
+    assert steps[0].screen_size == (1280, 800) and steps[0].target_px == (256.0, 160.0)

@@ -198,15 +198,12 @@ def produce(item: Item, source: SafetensorsSource, text_config: dict) -> dict[st
         q, s = quantize_fp8_block(source.get(item.name))
         return {item.name: q, item.name.removesuffix("weight") + "weight_scale_inv": s}
     e, h, i = moe_shape(text_config)
-    w = load_expert_weights(source.get, source.names(), item.name, e, h, i)
-    gq, gs = quantize_fp8_block(w["gate_up_proj"][:, :i])                 # [E, I, H], [E, gI, gH]
-    uq, us = quantize_fp8_block(w["gate_up_proj"][:, i:])
-    dq, ds = quantize_fp8_block(w["down_proj"])                            # [E, H, I], [E, gH, gI]
+    w = load_expert_weights(source.get, source.names(), item.name, e, h, i)  # [E, 2I, H], [E, H, I]
     out = {}
-    for x in range(e):
-        for proj, q, s in (("gate_proj", gq, gs), ("up_proj", uq, us), ("down_proj", dq, ds)):
-            out[f"{item.name}{x}.{proj}.weight"] = q[x].contiguous()
-            out[f"{item.name}{x}.{proj}.weight_scale_inv"] = s[x].contiguous()
+    for x in range(e):  # expert by expert: float32 temporaries stay the size of one expert
+        for proj, t in (("gate_proj", w["gate_up_proj"][x, :i]), ("up_proj", w["gate_up_proj"][x, i:]),
+                        ("down_proj", w["down_proj"][x])):
+            out[f"{item.name}{x}.{proj}.weight"], out[f"{item.name}{x}.{proj}.weight_scale_inv"] = quantize_fp8_block(t)
     return out
 
 

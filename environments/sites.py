@@ -351,13 +351,14 @@ SITE_PLACEHOLDER = "{SITE}"  # base URL of the running sites server, e.g. "{SITE
 SITE_STATE_PLACEHOLDER = "{SITE_STATE}"  # absolute path of its state file, for vm_file getters
 
 
-def uses_sites(task_json: dict) -> bool:
+def uses_sites(task_json) -> bool:
     text = json.dumps(task_json)
     return SITE_PLACEHOLDER in text or SITE_STATE_PLACEHOLDER in text
 
 
-def fill_site_placeholders(task_json: dict, server: SiteServer) -> dict:
-    """The task with {SITE} and {SITE_STATE} replaced by this server's URL and state file, everywhere."""
+def fill_site_placeholders(task_json, server: SiteServer):
+    """JSON data (a task, an oracle's replies) with {SITE} and {SITE_STATE} replaced by this server's URL
+    and state file, in every string."""
     text = json.dumps(task_json, ensure_ascii=False)
     text = text.replace(SITE_PLACEHOLDER, server.url)
     text = text.replace(SITE_STATE_PLACEHOLDER, json.dumps(str(server.state_file))[1:-1])

@@ -3,6 +3,7 @@
 Output, per task, OSWorld's layout plus our summary:
 
     <out>/<domain>/<task_id>/traj.jsonl, step_*.png, result.txt   (result.txt = the score, scored tasks only)
+    <out>/<domain>/<task_id>/eval.json                            (the evaluator's details, evaluated tasks)
     <out>/summary.json   {"run": {...}, "tasks": [{id, domain, status, score, steps, seconds, reason}], "by_domain": {...}}
 
 summary.json is rewritten after every task, so a killed run keeps what it finished; running again into
@@ -28,12 +29,14 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from environments.sites import fill_site_placeholders, uses_sites
 from environments.tasks import Task, load_meta, load_task, load_task_dir
 
 BUNDLED_DIR = Path(__file__).parent / "tasks"
 BUNDLED_META = BUNDLED_DIR / "test_all.json"
 SUMMARY_FILE = "summary.json"
 RESULT_FILE = "result.txt"
+EVAL_FILE = "eval.json"  # the evaluator's full answer: per-metric scores, getter outputs, reasons
 ORACLE_SUFFIX = ".oracle.jsonl"
 AGENTS = ("embedded", "openai", "oracle", "fail", "done")
 SANITY_REPLIES = {
@@ -136,12 +139,19 @@ class Workbench:
         return self._sites
 
     def environment(self, task: Task):
+        """The environment for `task`; the other kind is closed first.
+
+        One kind at a time: OSWorld's CDP getters and setup steps start their own sync Playwright,
+        which cannot run in a thread where the browser environment's Playwright is running.
+        """
         from environments.browser import BrowserEnvironment, runs_in_browser
 
         if runs_in_browser(task):
+            self._close("_desktop")
             if self._browser is None:
                 self._browser = BrowserEnvironment(sites=self.sites)
             return self._browser
+        self._close("_browser")
         if self._desktop is None:
             from environments.desktop import DesktopEnvironment
 
@@ -154,7 +164,8 @@ class Workbench:
 
         s = self.settings
         if s.agent == "oracle":
-            return ScriptedPolicy(load_oracle(task))
+            replies = load_oracle(task)
+            return ScriptedPolicy(fill_site_placeholders(replies, self.sites) if uses_sites(replies) else replies)
         if s.agent in SANITY_REPLIES:
             return ScriptedPolicy([SANITY_REPLIES[s.agent]])
         if self._policy is None:  # model-backed policies are loaded once per worker
@@ -166,14 +177,19 @@ class Workbench:
                 self._policy = EmbeddedPolicy(s.model, **s.sampling) if s.model else EmbeddedPolicy(**s.sampling)
         return self._policy
 
+    def _close(self, name: str) -> None:
+        thing = getattr(self, name)
+        setattr(self, name, None)
+        close = getattr(thing, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:  # noqa: BLE001 - shutting down: keep closing the rest
+                traceback.print_exc()
+
     def close(self) -> None:
-        for thing in (self._browser, self._desktop, self._sites, self._policy):
-            close = getattr(thing, "close", None)
-            if close is not None:
-                try:
-                    close()
-                except Exception:  # noqa: BLE001 - shutting down: keep closing the rest
-                    traceback.print_exc()
+        for name in ("_browser", "_desktop", "_sites", "_policy"):
+            self._close(name)
 
 
 def run_task(bench: Workbench, task: Task, task_dir: Path) -> TaskOutcome:
@@ -181,7 +197,6 @@ def run_task(bench: Workbench, task: Task, task_dir: Path) -> TaskOutcome:
     from agent.loop import AgentConfig, run_episode
     from agent.trajectory import RunHeader
     from environments.setup import TaskSkipped
-    from environments.sites import fill_site_placeholders, uses_sites
 
     t0 = time.perf_counter()
     outcome = dict(id=task.id, domain=task.domain or "", steps=0)
@@ -234,6 +249,7 @@ def run_task(bench: Workbench, task: Task, task_dir: Path) -> TaskOutcome:
         result = env.evaluate()
     except Exception as e:  # noqa: BLE001 - an evaluator crash is never a pass
         return done("error", f"evaluator: {type(e).__name__}: {e}")
+    (task_dir / EVAL_FILE).write_text(result.model_dump_json(indent=2))
     if result.status != "scored":
         return done(result.status, result.reason)
     (task_dir / RESULT_FILE).write_text(f"{result.score}\n")

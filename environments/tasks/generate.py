@@ -400,6 +400,47 @@ def text_editing_tasks() -> list[tuple[dict, list[str]]]:
     ]
 
 
+# -- desktop: chromium behind the google-chrome shim ---------------------------------------------------
+
+CHROME_BOOKMARKS = "~/.config/google-chrome/Default/Bookmarks"
+
+
+def launch_chrome(url: str) -> list[dict]:
+    """OSWorld's way of starting the browser, on a bundled-site page."""
+    return [{"type": "launch", "parameters": {"command": ["google-chrome", "--remote-debugging-port=1337",
+                                                         "--start-maximized", url]}},
+            {"type": "sleep", "parameters": {"seconds": 3}}]
+
+
+def chrome_tasks() -> list[tuple[dict, list[str]]]:
+    bookmark = task(
+        "chrome-bookmark-named",
+        "Bookmark the SkyLocal Flights page that is open in Chromium under the name 'Cheap flights'.",
+        snapshot="chrome", apps=["chrome"], config=launch_chrome("{SITE}/flights/"),
+        evaluator={
+            "func": "check_include_exclude",
+            "result": {"type": "vm_command_line", "command": ["bash", "-c", f"cat {CHROME_BOOKMARKS}"]},
+            "expected": {"type": "rule", "rules": {"include": ['"name": "Cheap flights"', '"url": "{SITE}/flights/"'],
+                                                   "exclude": []}},
+            # Chromium writes the Bookmarks file a moment after the change.
+            "postconfig": [{"type": "sleep", "parameters": {"seconds": 3}}],
+        })
+    second_tab = task(
+        "chrome-open-contact-tab",
+        "Keep the flights page open and open the contact form, {SITE}/forms/, in a new tab.",
+        snapshot="chrome", apps=["chrome"], config=launch_chrome("{SITE}/flights/"),
+        evaluator={
+            "func": "is_expected_tabs",
+            "result": {"type": "open_tabs_info"},
+            "expected": {"type": "rule", "rules": {"type": "url", "urls": ["{SITE}/flights/", "{SITE}/forms/"]}},
+        })
+    return [
+        (bookmark, [key("ctrl", "d"), wait(1), type_("Cheap flights"), key("enter"), DONE]),
+        # The oracle types the URL from the instruction; {SITE} is filled in its replies like in the task.
+        (second_tab, [key("ctrl", "t"), wait(1), key("ctrl", "l"), type_("{SITE}/forms/\n"), wait(1), DONE]),
+    ]
+
+
 def all_tasks() -> dict[str, list[tuple[dict, list[str]]]]:
     return {
         "flights": flights() + flights_infeasible(),
@@ -407,6 +448,7 @@ def all_tasks() -> dict[str, list[tuple[dict, list[str]]]]:
         "settings": settings(),
         "os": os_tasks(),
         "text_editing": text_editing_tasks(),
+        "chrome": chrome_tasks(),
     }
 
 

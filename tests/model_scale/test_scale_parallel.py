@@ -55,6 +55,20 @@ def test_fp8_shards_equal_shards_of_the_dequantized_weight():
         shard_cols(q, 0, 4, "w", s)
 
 
+def test_expert_and_merged_shards_keep_gate_and_up_apart():
+    e, h, i = 2, 256, 384  # I/2 = 192 per rank: fine unquantized, refused for FP8
+    fp8 = Fp8Experts.from_float(torch.randn(e, 2 * i, h), torch.randn(e, h, i))
+    gate = dequantize_fp8_block(fp8.gate_up_proj[:, :i], fp8.gate_up_proj_scale_inv[:, :3], torch.float32)
+    with pytest.raises(ValueError, match=r"experts.gate_up_proj\[0\]: 384 / TP 2 = 192"):
+        shard_experts(fp8.gate_up_proj, fp8.down_proj, 0, 2, fp8.gate_up_proj_scale_inv, fp8.down_proj_scale_inv)
+    plain = torch.randn(e, 2 * i, h)
+    part = shard_experts(plain, torch.randn(e, h, i), 1, 2)
+    assert torch.equal(part["gate_up_proj"], torch.cat([plain[:, 192:384], plain[:, 384 + 192:]], 1))
+    assert part["down_proj"].shape == (e, h, 192) and set(part) == {"gate_up_proj", "down_proj"}
+    w, s = shard_merged_rows([(fp8.gate_up_proj[0, :i], fp8.gate_up_proj_scale_inv[0, :3])], 0, 1, "gate")
+    assert torch.equal(dequantize_fp8_block(w, s, torch.float32), gate[0])
+
+
 def test_kv_heads_are_replicated_when_fewer_than_ranks():
     assert [kv_head_for_rank(r, 8, 4) for r in range(8)] == [(0, 1), (0, 1), (1, 1), (1, 1), (2, 1), (2, 1), (3, 1), (3, 1)]
     assert [kv_head_for_rank(r, 2, 4) for r in range(2)] == [(0, 2), (2, 2)]

@@ -9,6 +9,7 @@ output itself and loads that into transformers.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 from pathlib import Path
@@ -220,9 +221,7 @@ def test_memory_ratio_of_the_quantized_weights(converted, kind):
 
 
 def test_transformers_loads_the_dense_fp8_checkpoint(converted):
-    try:
-        import accelerate  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("accelerate") is None:
         pytest.fail("transformers' FP8 loader needs `accelerate` (pip install accelerate); requested as a dev dependency")
     model, _, dst = converted["dense"]
     loaded = Qwen3VLForConditionalGeneration.from_pretrained(dst).eval()  # CPU: dequantizes to bf16 on load

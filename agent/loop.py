@@ -187,10 +187,7 @@ def run_episode(env, policy: Policy, instruction: str, first_obs, *, config: Age
                     history.add(shot, parsed, note=DRY_RUN_NOTE)
                     if _looping(recent, shot, action, config.loop_limit):
                         rec.done = True
-                        emit(rec)
-                        result = EpisodeResult(status="loop", steps=steps, last_action=action,
-                                               error=f"the same action on an unchanged screen {config.loop_limit} times")
-                        break
+                        result = _loop_result(action, steps, config.loop_limit)
                     emit(rec)
                     continue
                 rec.done = True
@@ -208,10 +205,11 @@ def run_episode(env, policy: Policy, instruction: str, first_obs, *, config: Age
                 emit(rec)
                 result = EpisodeResult(status="error", steps=steps, last_action=action, error=_err(e))
                 break
+            # env.step executes and observes; an environment that times its observation reports it in extra
             total = elapsed(t2)
-            observe = new_obs.extra.get("observe_s") if isinstance(getattr(new_obs, "extra", None), dict) else None
-            rec.latency.execute = round(total - observe, 4) if isinstance(observe, (int, float)) else total
-            rec.latency.observe = observe if isinstance(observe, (int, float)) else None
+            observe = new_obs.extra.get("observe_s")
+            rec.latency.observe = observe
+            rec.latency.execute = round(total - observe, 4) if observe is not None else total
             rec.executed = True
             rec.action = action.arguments()
             rec.outcome = outcome.model_dump(exclude_none=True)
@@ -226,10 +224,7 @@ def run_episode(env, policy: Policy, instruction: str, first_obs, *, config: Age
                 break
             if _looping(recent, shot, action, config.loop_limit):
                 rec.done = True
-                emit(rec)
-                result = EpisodeResult(status="loop", steps=steps, last_action=action,
-                                       error=f"the same action on an unchanged screen {config.loop_limit} times")
-                break
+                result = _loop_result(action, steps, config.loop_limit)
             emit(rec)
             obs = new_obs
     except BaseException as e:
@@ -246,6 +241,11 @@ def run_episode(env, policy: Policy, instruction: str, first_obs, *, config: Age
 def _looping(recent: deque, shot: Image.Image, action: Action, limit: int) -> bool:
     recent.append((screen_hash(shot), action_key(action)))
     return len(recent) == limit and len(set(recent)) == 1
+
+
+def _loop_result(action: Action, steps: int, limit: int) -> EpisodeResult:
+    return EpisodeResult(status="loop", steps=steps, last_action=action,
+                         error=f"the same action on an unchanged screen {limit} times")
 
 
 def _final_result(action: Action, steps: int, answer: str | None) -> EpisodeResult:

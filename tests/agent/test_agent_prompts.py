@@ -121,3 +121,20 @@ def test_history_without_action_line_uses_osworld_fallback():
     msgs = h.messages(_shot(1))
     assert len(msgs) == 2  # no screenshots replayed with history_images=0
     assert "Step 1: Performing doubleClick action" in msgs[1]["content"][1]["text"]
+
+
+def test_qwen_prompt_equals_the_chat_template_rendering_of_tools():
+    """Sending our system message renders the same prompt as passing tools=[computer_use] to the Qwen3-VL
+    chat template (what an OpenAI-compatible server does with `tools`)."""
+    from tiny_tokenizer import build_tokenizer
+
+    tok = build_tokenizer()
+    user = {"role": "user", "content": [{"type": "text", "text": "hi"}]}
+    via_tools = tok.apply_chat_template(
+        [{"role": "system", "content": [{"type": "text", "text": "You are a helpful assistant."}]}, user],
+        tools=[{"type": "function", "function": prompts.computer_use_function()}], tokenize=False,
+        add_generation_prompt=True)
+    ours = tok.apply_chat_template([prompts.system_message("qwen"), user], tokenize=False,
+                                   add_generation_prompt=True)
+    assert ours == via_tools
+    assert ours.startswith("<|im_start|>system\n" + golden("system_qwen.txt") + "<|im_end|>\n")

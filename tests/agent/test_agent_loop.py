@@ -355,3 +355,9 @@ def test_api_step_keeps_history_and_run_records(tmp_path):
     res = agent.run("finish", out_dir=tmp_path / "api")
     assert res.status == "success" and (tmp_path / "api" / "report.html").exists()
     assert len(env.steps) == 3
+
+
+def test_api_without_a_display_is_a_clear_error(monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    with pytest.raises(ValueError, match=r"\$DISPLAY, which is not set"):
+        Agent()

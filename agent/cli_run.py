@@ -178,6 +178,8 @@ def cmd_run(args) -> int:
         if hasattr(policy, "close"):
             policy.close()
     _print_result(result, out_dir)
+    if args.dry_run:
+        print("dry run: nothing was executed; the intended actions are drawn in step_*_dryrun.png")
     return 0 if result.status in OK_STATUSES else 1
 
 

@@ -8,6 +8,8 @@ Module and parameter names follow the checkpoint (`model.visual.*`).
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -118,8 +120,12 @@ class Segments:
         self.mask = None
         self.varlen = device.type == "cuda" and dtype in (torch.float16, torch.bfloat16)
         if not self.uniform and not self.varlen:
-            seg = torch.repeat_interleave(torch.arange(len(self.lengths), device=device), lengths.to(device))
-            self.mask = seg[:, None] == seg[None, :]                           # [N, N]
+            self.mask = self._block_diagonal(device)
+
+    def _block_diagonal(self, device: torch.device) -> Tensor:
+        lengths = torch.tensor(self.lengths, device=device)
+        segment = torch.repeat_interleave(torch.arange(len(self.lengths), device=device), lengths)
+        return segment[:, None] == segment[None, :]                            # [N, N] bool
 
     def attention(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:  # [N, nh, hv] each -> [N, nh, hv]
         N, nh, hv = q.shape
@@ -128,9 +134,16 @@ class Segments:
             q, k, v = (t.view(S, n, nh, hv).transpose(1, 2) for t in (q, k, v))   # [S, nh, n, hv]
             return F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(N, nh, hv)
         if self.varlen:  # flash attention over packed sequences
-            from torch.nn.attention.varlen import varlen_attn
-            max_len = max(self.lengths)
-            return varlen_attn(q, k, v, self.cu_seqlens, self.cu_seqlens, max_len, max_len)
+            try:
+                from torch.nn.attention.varlen import varlen_attn
+
+                max_len = max(self.lengths)
+                return varlen_attn(q, k, v, self.cu_seqlens, self.cu_seqlens, max_len, max_len)
+            except (ImportError, RuntimeError, NotImplementedError) as e:  # e.g. a GPU without flash attention
+                warnings.warn(f"varlen flash attention unavailable ({type(e).__name__}); "
+                              "using a block-diagonal mask", stacklevel=2)
+                self.varlen = False
+                self.mask = self._block_diagonal(q.device)
         q, k, v = (t.transpose(0, 1)[None] for t in (q, k, v))                     # [1, nh, N, hv]
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=self.mask)
         return out[0].transpose(0, 1)

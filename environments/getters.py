@@ -261,20 +261,25 @@ def get_open_tabs_info(c: Controller, cfg: dict) -> list[dict]:
     return tabs
 
 
-def _active_page(browser):
-    pages = [p for ctx in browser.contexts for p in ctx.pages]
-    for page in pages:
-        try:
-            if page.evaluate("document.visibilityState") == "visible":
-                return page
-        except Exception:
-            continue
-    return pages[-1] if pages else None
+def active_tab_url(c: Controller) -> str | None:
+    """URL of the tab the user is looking at.
+
+    Chromium's DevTools `/json/list` lists page targets most recently activated first; Playwright's
+    focus emulation makes every page report `visible`/`hasFocus()`, so those cannot tell.
+    """
+    import httpx
+
+    targets = httpx.get(f"http://127.0.0.1:{c.chrome_port}/json/list", timeout=10).json()
+    pages = [t for t in targets if t.get("type") == "page" and not t.get("url", "").startswith("devtools://")]
+    return pages[0]["url"] if pages else None
 
 
 def get_active_tab_info(c: Controller, cfg: dict) -> dict | None:
+    url = active_tab_url(c)
+    if url is None:
+        return None
     with cdp_browser(c) as browser:
-        page = _active_page(browser)
+        page = next((p for ctx in browser.contexts for p in ctx.pages if p.url == url), None)
         if page is None:
             return None
         try:
@@ -287,13 +292,11 @@ def get_active_tab_info(c: Controller, cfg: dict) -> dict | None:
 def get_active_url_from_accessTree(c: Controller, cfg: dict) -> str | None:
     """OSWorld reads the omnibox text (no scheme for http/https) and prefixes `goto_prefix`.
 
-    Here the URL comes from CDP (the visible page); the omnibox's scheme elision is reproduced.
+    Here the URL comes from DevTools (the active tab); the omnibox's scheme elision is reproduced.
     """
-    with cdp_browser(c) as browser:
-        page = _active_page(browser)
-        if page is None:
-            return None
-        url = page.url
+    url = active_tab_url(c)
+    if url is None:
+        return None
     for scheme in ("https://", "http://"):
         if url.startswith(scheme):
             return cfg.get("goto_prefix", "https://") + url[len(scheme):]

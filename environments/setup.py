@@ -11,9 +11,9 @@ finds those reasons before anything is started, so a harness can skip without a 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
-import shutil
 import sqlite3
 import subprocess
 import tempfile
@@ -196,7 +196,7 @@ def step_chrome_close_tabs(c: Controller, urls_to_close: list[str], **_: Any) ->
 def step_update_browse_history(c: Controller, history: list[dict], **_: Any) -> None:
     db = c.map_path("~/.config/google-chrome/Default/History")
     db.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(history_template(c.cache_dir), db)
+    db.write_bytes(history_template())
     now_us = int((time.time() + CHROME_EPOCH_OFFSET_S) * 1_000_000)
     con = sqlite3.connect(db)
     try:
@@ -213,16 +213,13 @@ def step_update_browse_history(c: Controller, history: list[dict], **_: Any) -> 
         con.close()
 
 
-def history_template(cache_dir: Path) -> Path:
+@functools.lru_cache(maxsize=1)
+def history_template() -> bytes:
     """An empty Chrome `History` database with the installed chromium's schema.
 
-    OSWorld downloads a template; here chromium creates one in a throwaway profile once and it is
-    cached, so the schema always matches the browser that will open it.
+    OSWorld downloads a template; here chromium creates one in a throwaway profile, once per
+    process, so the schema always matches the browser that will open it.
     """
-    template = Path(cache_dir) / "chrome-history-template.sqlite"
-    if template.is_file():
-        return template
-    template.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="qvl-chrome-template-") as profile:
         subprocess.run(
             [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -237,10 +234,7 @@ def history_template(cache_dir: Path) -> Path:
         con.execute("DELETE FROM visits")
         con.commit()
         con.close()
-        tmp = template.with_suffix(".tmp")
-        shutil.copyfile(made, tmp)
-        tmp.replace(template)
-    return template
+        return made.read_bytes()
 
 
 def step_needs_account(c: Controller, **_: Any) -> None:

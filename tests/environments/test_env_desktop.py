@@ -17,6 +17,7 @@ import threading
 import httpx
 import pytest
 
+from environments import getters as G
 from environments.desktop import SANDBOX_MARK, DesktopEnvironment
 from environments.setup import cdp_browser
 
@@ -129,6 +130,24 @@ def test_chrome_task_scores_one_when_solved_and_zero_when_not(env):
     assert env.evaluate().score == 0.0
 
 
+def test_history_task_with_generated_history_db_and_postconfig_restart(env):
+    task = OSWORLD / "chrome/44ee5668-ecd5-4366-a6ce-c1c9b8d4e938.json"
+    obs = env.reset(task)
+    assert "skipped" not in obs.extra and "setup_error" not in obs.extra, obs.extra
+    assert env.controller.wait_for_window(["Chromium"], timeout=20)
+    r = env.evaluate()  # postconfig: pkill chrome, relaunch; then read History
+    assert (r.status, r.score) == ("scored", 0.0), r
+    assert "youtube.com/watch" in r.details["metrics"][0]["result"]  # chromium kept the generated rows
+    # solve it the terminal way: stop the browser, delete the YouTube rows
+    env.controller.run(["pkill", "chrome"])
+    delete = ("import sqlite3, os; c = sqlite3.connect(os.path.expanduser('~/.config/google-chrome/Default/History'));"
+              " c.execute(\"DELETE FROM urls WHERE url LIKE '%youtube%'\"); c.commit()")
+    assert env.controller.run(["python", "-c", delete]).returncode == 0
+    r = env.evaluate()
+    assert (r.status, r.score) == ("scored", 1.0), r
+    assert "bbc.co.uk" in r.details["metrics"][0]["result"]
+
+
 def test_pkill_shim_only_touches_this_environment(env):
     env.reset(CHROME_BING)
     assert env.controller.wait_for_window(["Chromium"], timeout=20)
@@ -141,6 +160,10 @@ def test_pkill_shim_only_touches_this_environment(env):
                     if open(f"/proc/{p}/comm").read().strip() == "sleep"]
         # tasks kill `chrome`; Debian's process is `chromium`
         assert env.controller.run(["pkill", "chrome"]).returncode == 0
+        assert not [p for p in env.controller.marked_pids() if "chrom" in open(f"/proc/{p}/comm").read()]
+        deadline = time.time() + 5  # the window manager drops the window a moment later
+        while any("Chromium" in t for t in env.controller.window_titles()) and time.time() < deadline:
+            time.sleep(0.1)
         assert not any("Chromium" in t for t in env.controller.window_titles())
     finally:
         outsider.kill()
@@ -189,6 +212,14 @@ def test_chrome_open_and_close_tabs_then_reopen_scores_one(env, site):
     while (r := env.evaluate()).score != 1.0 and time.time() < deadline:
         time.sleep(0.5)
     assert (r.status, r.score) == ("scored", 1.0), r
+    # the active tab follows the user: switch to the first tab
+    env.controller.run(["python", "-c", "import pyautogui; pyautogui.hotkey('ctrl', '1')"])
+    deadline = time.time() + 10
+    while (url := G.GETTERS["active_url_from_accessTree"](env.controller, {"goto_prefix": "http://"})) != a \
+            and time.time() < deadline:
+        time.sleep(0.3)
+    assert url == a
+    assert G.GETTERS["active_tab_info"](env.controller, {})["title"] == "Page a"
 
 
 def test_open_and_close_window_steps(env):

@@ -45,6 +45,7 @@ STATUS_ALIASES = {
     "success": "success", "succeeded": "success", "done": "success", "completed": "success", "complete": "success",
     "failure": "failure", "fail": "failure", "failed": "failure", "infeasible": "failure", "error": "failure",
 }
+_OBJECT_START = re.compile(r"\{\s*[\"']")
 _JSON_ERRORS = (ValueError, TypeError, RecursionError, OverflowError, IndexError, KeyError, AttributeError)
 
 
@@ -102,10 +103,8 @@ def parse_response(raw: str) -> ParsedResponse:
         raw = "" if raw is None else str(raw)
     text, reasoning = strip_think(raw)
     if "<tool_call>" in text:
-        pieces = text.split("<tool_call>")
-        thought = pieces[0].strip()
-        bodies = [p.split("</tool_call>")[0] for p in pieces[1:]]
-        bodies = [b for b in bodies if b.strip()]
+        thought = text[: text.find("<tool_call>")].strip()
+        bodies = _tagged_bodies(text)
     else:
         found = _bare_json_objects(text)
         thought = (text[: found[0][0]] if found else text).strip()
@@ -133,6 +132,32 @@ def parse_response(raw: str) -> ParsedResponse:
 
 # ---------------------------------------------------------------- JSON
 
+OPEN, CLOSE = "<tool_call>", "</tool_call>"
+
+
+def _tagged_bodies(text: str) -> list[str]:
+    """The JSON text of each ``<tool_call>``. A complete object is taken whole, so a tag inside one of its
+    strings (``type`` of "<tool_call>") does not cut it; otherwise the body runs to ``</tool_call>`` or the
+    end of the text (a truncated call, or one missing a closing brace)."""
+    bodies: list[str] = []
+    pos = text.find(OPEN)
+    while pos >= 0:
+        start = pos + len(OPEN)
+        close = text.find(CLOSE, start)
+        stop = close if close >= 0 else len(text)
+        brace = text.find("{", start)
+        lead = text[start:brace].strip() if brace >= 0 else None
+        body, end = text[start:stop], stop + (len(CLOSE) if close >= 0 else 0)
+        if lead in ("", "```", "```json"):
+            obj, complete = _object_span(text[brace:])
+            if complete and isinstance(_loads(obj), dict):
+                body, end = obj, brace + len(obj)
+        if body.strip():
+            bodies.append(body)
+        pos = text.find(OPEN, end)
+    return bodies
+
+
 def _loads(s: str):
     try:
         return json.loads(s)
@@ -154,11 +179,12 @@ def _strip_fences(s: str) -> str:
     return s.strip()
 
 
-def _balanced_prefix(s: str) -> str:
-    """From the first '{': the first complete object, or the text with missing closers appended."""
+def _object_span(s: str) -> tuple[str, bool]:
+    """From the first '{' of ``s``: (the first complete object, True), or (the rest of ``s`` with the
+    missing closers appended, False). Braces inside strings do not count."""
     start = s.find("{")
     if start < 0:
-        return s
+        return s, False
     stack: list[str] = []
     in_str: str | None = None
     escaped = False
@@ -180,11 +206,15 @@ def _balanced_prefix(s: str) -> str:
             if stack and stack[-1] == ch:
                 stack.pop()
             if not stack:
-                return s[start: i + 1]
+                return s[start: i + 1], True
     tail = s[start:].rstrip().rstrip(",")
     if in_str:
         tail += in_str
-    return tail + "".join(reversed(stack))
+    return tail + "".join(reversed(stack)), False
+
+
+def _balanced_prefix(s: str) -> str:
+    return _object_span(s)[0]
 
 
 def _extract_fn(text: str) -> dict | None:
@@ -218,8 +248,12 @@ def _bare_json_objects(text: str) -> list[tuple[int, str]]:
     found: list[tuple[int, str]] = []
     i = text.find("{")
     while i >= 0 and len(found) < 8:
+        # cheap checks first: replies can be long and brace-heavy (reasoning, code)
+        if not _OBJECT_START.match(text, i):
+            i = text.find("{", i + 1)
+            continue
         span = _balanced_prefix(text[i:])
-        obj = _loads(span)
+        obj = _loads(span) if "action" in span else None
         if isinstance(obj, dict) and (("name" in obj and "arguments" in obj) or "action" in obj):
             found.append((i, span))
             i = text.find("{", i + max(len(span), 1))
@@ -233,15 +267,15 @@ def _bare_json_objects(text: str) -> list[tuple[int, str]]:
 def _number(value, what: str) -> float:
     if isinstance(value, bool):
         raise _CallError(f"{what} must be a number, got {value!r}")
-    if isinstance(value, (int, float)):
-        x = float(value)
-    elif isinstance(value, str):
-        try:
+    try:
+        if isinstance(value, (int, float)):
+            x = float(value)
+        elif isinstance(value, str):
             x = float(value.strip().strip("'\""))
-        except ValueError:
-            raise _CallError(f"{what} must be a number, got {value!r}") from None
-    else:
-        raise _CallError(f"{what} must be a number, got {value!r}")
+        else:
+            raise ValueError
+    except (ValueError, OverflowError):  # OverflowError: an integer beyond float range
+        raise _CallError(f"{what} must be a number, got {str(value)[:40]!r}") from None
     if not math.isfinite(x):
         raise _CallError(f"{what} must be finite, got {value!r}")
     return x

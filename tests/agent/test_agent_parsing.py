@@ -66,6 +66,9 @@ TABLE = [
     # two calls: the first is the action; the second is kept too
     (call({"action": "left_click", "coordinate": [10, 10]}) + "\n" + call({"action": "type", "text": "x"}),
      {"action": "left_click", "coordinate": (10, 10)}, None),
+    # tags inside a typed string do not cut the call
+    (call({"action": "type", "text": "a <tool_call> b </tool_call> c"}),
+     {"action": "type", "text": "a <tool_call> b </tool_call> c"}, None),
     # failures
     ("I think I should click the button.", None, None),
     ("", None, None),
@@ -107,6 +110,12 @@ def test_thought_and_multiple_calls():
         {"action": "type", "text": "x"})
     parsed = parse_response(reply)
     assert parsed.thought == "Thought: first the field."
+    assert [a.action for a in parsed.actions] == ["left_click", "type"]
+
+
+def test_missing_brace_does_not_swallow_the_next_call():
+    first = '<tool_call>\n{"name": "computer_use", "arguments": {"action": "left_click", "coordinate": [1, 2]}\n</tool_call>\n'
+    parsed = parse_response(first + call({"action": "type", "text": "x"}))
     assert [a.action for a in parsed.actions] == ["left_click", "type"]
 
 
@@ -187,3 +196,12 @@ def test_fuzz_round_trip_of_every_action(action, thought):
     parsed = parse_response(reply)
     assert parsed.error is None, parsed.error
     assert parsed.action == action
+
+
+def test_pathological_replies():
+    huge = parse_response(call({"action": "scroll", "pixels": 10 ** 400}))
+    assert huge.action is None and huge.error.startswith("pixels must be a number")
+    nested = parse_response("<tool_call>" + "[" * 5000 + "</tool_call>")
+    assert nested.action is None and nested.error
+    braces = "{" * 3000 + "x" + "}" * 3000 + '{"name": "computer_use", "arguments": {"action": "wait", "time": 1}}'
+    assert parse_response(braces).action == Action(action="wait", time=1)

@@ -116,6 +116,7 @@ class Qwen3VL(nn.Module):
             model = cls(config, source=folder)
         state = load_state(model, config, reader, dtype)
         model.load_state_dict(state, strict=True, assign=True)
+        model.requires_grad_(False)
         if state["lm_head.weight"] is state["language_model.embed_tokens.weight"]:
             model.lm_head.weight = model.language_model.embed_tokens.weight   # tied: one parameter
         return model.eval()
@@ -201,8 +202,9 @@ class Qwen3VL(nn.Module):
     @torch.inference_mode()
     def logits(self, input_ids: Tensor, attention_mask: Tensor | None = None, pixel_values: Tensor | None = None,
                image_grid_thw: Tensor | None = None, pixel_values_videos: Tensor | None = None,
-               video_grid_thw: Tensor | None = None) -> Tensor:
-        """Logits of every position [B, L, vocab] (same inputs as transformers' processor returns)."""
+               video_grid_thw: Tensor | None = None, mm_token_type_ids: Tensor | None = None) -> Tensor:
+        """Logits of every position [B, L, vocab] (same inputs as transformers' processor returns;
+        mm_token_type_ids is accepted for that reason and not needed: types follow from input_ids)."""
         logits, _, _ = self._prompt_pass(input_ids, attention_mask, pixel_values, image_grid_thw,
                                          pixel_values_videos, video_grid_thw, cache=None, all_logits=True)
         return logits
@@ -239,8 +241,11 @@ class Qwen3VL(nn.Module):
                  video_grid_thw: Tensor | None = None, max_new_tokens: int = 32, temperature: float = 0.0,
                  top_p: float = 1.0, top_k: int = 0, repetition_penalty: float = 1.0,
                  presence_penalty: float = 0.0, seed: int | None = None, stream: StreamCallback | None = None,
-                 eos_token_ids: list[int] | None = None) -> Tensor:
-        """New token ids [B, T] (T <= max_new_tokens); rows that stopped early are filled with the pad id."""
+                 eos_token_ids: list[int] | None = None, mm_token_type_ids: Tensor | None = None) -> Tensor:
+        """New token ids [B, T] (T <= max_new_tokens); rows that stopped early are filled with the pad id.
+
+        Stops a row at any of `eos_token_ids` (default: the checkpoint's generation_config.json); the eos
+        token itself is returned. `stream(tokens [B])` is called after every step."""
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         params = SamplingParams(temperature, top_p, top_k, repetition_penalty, presence_penalty).check()
@@ -259,8 +264,8 @@ class Qwen3VL(nn.Module):
         seen = torch.zeros(B, V, dtype=torch.bool, device=self.device)
         generated = torch.zeros(B, V, dtype=torch.bool, device=self.device)
         if params.repetition_penalty != 1.0:
-            prompt = input_ids.to(self.device).masked_fill(~state.key_valid[:, :L], 0).clamp(max=V - 1)
-            seen.scatter_(1, prompt, state.key_valid[:, :L])
+            rows, cols = state.key_valid[:, :L].nonzero(as_tuple=True)
+            seen[rows, input_ids.to(self.device)[rows, cols]] = True
         out = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=self.device)
         done = torch.zeros(B, dtype=torch.bool, device=self.device)
         logits = state.last_logits

@@ -137,8 +137,8 @@ def load_state(model: torch.nn.Module, config: Qwen3VLConfig, reader: Checkpoint
                 put(f"language_model.layers.{layer}.mlp.experts.{key}", tensor)
 
     lm_head = "lm_head.weight"
-    if lm_head not in state:
-        # tied embeddings (or a checkpoint that omits the head): the head is the embedding matrix
+    if lm_head not in state and config.tie_word_embeddings:
+        # tied: the head is the embedding matrix (a checkpoint that still stores lm_head.weight keeps it)
         state[lm_head] = state.get("language_model.embed_tokens.weight")
     missing = [n for n in wanted if state.get(n) is None]
     if missing:

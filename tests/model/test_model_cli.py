@@ -85,11 +85,11 @@ def test_generate_bad_input_is_one_error_line(problem, tmp_path, tmp_path_factor
 
 @pytest.mark.slow
 def test_bench_reports_both_runtimes_and_ratios(capsys):
-    rc, out, err = run_cli(["bench", "--prompt-tokens", "48", "--new-tokens", "4", "--repeats", "1",
+    rc, out, err = run_cli(["bench", "--prompt-tokens", "48", "--new-tokens", "16", "--repeats", "1",
                             "--image-grid", "4", "4", "--dtype", "float32", "--device", "cpu", "--json"], capsys)
     assert rc == 0, err
     result = json.loads(out)
-    assert result["prompt_tokens"] == 48 and result["new_tokens"] == 4
+    assert result["prompt_tokens"] == 48 and result["new_tokens"] == 16
     for side in ("ours", "transformers"):
         assert result[side]["prefill_s"] > 0 and result[side]["decode_tok_s"] > 0
     assert result["prefill_speedup"] == pytest.approx(result["transformers"]["prefill_s"] / result["ours"]["prefill_s"])

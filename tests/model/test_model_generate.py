@@ -45,10 +45,6 @@ def prompt_batch(model: Qwen3VL) -> dict:
     ])
 
 
-def inputs_of(d: dict) -> dict:
-    return {k: v for k, v in d.items() if k != "mm_token_type_ids"}
-
-
 def test_stream_callback_gets_every_token_in_order(model):
     inputs = prompt_batch(model)
     seen: list[torch.Tensor] = []

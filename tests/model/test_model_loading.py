@@ -119,6 +119,18 @@ def test_checkpoint_missing_tensors_for_the_config(tmp_path, tmp_path_factory):
         Qwen3VL.from_pretrained(folder)
 
 
+def test_untied_checkpoint_without_lm_head_is_refused(tmp_path, tmp_path_factory):
+    from safetensors.torch import load_file, save_file
+
+    src = tiny_checkpoints.checkpoint("dense_untied", tmp_path_factory)
+    folder = linked_copy(src, tmp_path / "ckpt", skip=("model.safetensors",))
+    tensors = load_file(str(src / "model.safetensors"))
+    del tensors["lm_head.weight"]
+    save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=r"missing 1 tensor.*lm_head\.weight"):
+        Qwen3VL.from_pretrained(folder)
+
+
 def make_hub_cache(cache: Path, repo_id: str, files_from: Path) -> None:
     """The huggingface_hub cache layout: models--org--name/{refs/main, snapshots/<commit>/...}."""
     commit = "0123456789abcdef0123456789abcdef01234567"

@@ -80,10 +80,6 @@ CASES = {
 }
 
 
-def ours_kwargs(inputs: dict) -> dict:
-    return {k: v for k, v in inputs.items() if k != "mm_token_type_ids"}
-
-
 def hf_generate(ref, inputs: dict) -> torch.Tensor:
     with torch.no_grad():
         out = ref.generate(**inputs, max_new_tokens=NEW_TOKENS, do_sample=False)
@@ -108,7 +104,7 @@ def test_fp32_logits_and_greedy_match_transformers(kind, case, tmp_path_factory,
     ref = load(kind, "hf", torch.float32, tmp_path_factory)
     inputs = CASES[case]()
     expected = hf_logits(ref, inputs)
-    got = ours.logits(**ours_kwargs(inputs))
+    got = ours.logits(**inputs)
     assert got.shape == expected.shape == (1, inputs["input_ids"].shape[1], 151936)
     delta = (got - expected).abs().max().item()
     record_property(f"max_abs_logit_delta_{kind}_{case}", delta)
@@ -116,7 +112,7 @@ def test_fp32_logits_and_greedy_match_transformers(kind, case, tmp_path_factory,
     assert delta <= LOGIT_TOL
 
     want = hf_generate(ref, inputs)
-    new_ids = ours.generate(**ours_kwargs(inputs), max_new_tokens=NEW_TOKENS, temperature=0.0)
+    new_ids = ours.generate(**inputs, max_new_tokens=NEW_TOKENS, temperature=0.0)
     assert new_ids.dtype == torch.long
     assert new_ids.shape == want.shape == (1, NEW_TOKENS)
     assert torch.equal(new_ids, want), f"first different token at {first_difference(new_ids, want)}"
@@ -139,7 +135,7 @@ def test_left_padded_batch_equals_each_prompt_alone(kind, tmp_path_factory, reco
     lengths = [a["input_ids"].shape[1] for a in alone]
     assert lengths[0] != lengths[1] and batch["attention_mask"][1, 0] == 0  # really left-padded
 
-    got = ours.logits(**ours_kwargs(batch))
+    got = ours.logits(**batch)
     L = batch["input_ids"].shape[1]
     delta = 0.0
     for row, single in enumerate(alone):
@@ -149,11 +145,11 @@ def test_left_padded_batch_equals_each_prompt_alone(kind, tmp_path_factory, reco
     print(f"\n[{kind}/batch] fp32 logits max|Δ| vs each prompt alone = {delta:.2e}")
     assert delta <= LOGIT_TOL
 
-    new_ids = ours.generate(**ours_kwargs(batch), max_new_tokens=NEW_TOKENS)
+    new_ids = ours.generate(**batch, max_new_tokens=NEW_TOKENS)
     for row, single in enumerate(alone):
         want = hf_generate(ref, single)[0]
         assert torch.equal(new_ids[row], want), f"row {row}: first different token at {first_difference(new_ids[row], want)}"
-        assert torch.equal(new_ids[row], ours.generate(**ours_kwargs(single), max_new_tokens=NEW_TOKENS)[0])
+        assert torch.equal(new_ids[row], ours.generate(**single, max_new_tokens=NEW_TOKENS)[0])
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -169,10 +165,10 @@ def test_bf16_tracks_fp32_like_transformers_bf16(case, tmp_path_factory, record_
     inputs = CASES[case]()
     inputs16 = {k: (v.to(torch.bfloat16) if v.is_floating_point() else v) for k, v in inputs.items()}
     exact = hf_logits(ref32, inputs)
-    ours_err = (ours16.logits(**ours_kwargs(inputs16)).float() - exact).abs().max().item()
+    ours_err = (ours16.logits(**inputs16).float() - exact).abs().max().item()
     ref_err = (hf_logits(ref16, inputs16) - exact).abs().max().item()
     fp32_ids = hf_generate(ref32, inputs)
-    ours_ids = ours16.generate(**ours_kwargs(inputs16), max_new_tokens=NEW_TOKENS)
+    ours_ids = ours16.generate(**inputs16, max_new_tokens=NEW_TOKENS)
     ref_ids = hf_generate(ref16, inputs16)
     ours_agree = first_difference(ours_ids, fp32_ids)
     ref_agree = first_difference(ref_ids, fp32_ids)
@@ -195,13 +191,13 @@ def test_moe_checkpoint_matches_transformers(tmp_path_factory, record_property):
     for case in ("text", "two_images"):
         inputs = CASES[case]()
         expected = hf_logits(ref, inputs)
-        delta = (ours.logits(**ours_kwargs(inputs)) - expected).abs().max().item()
+        delta = (ours.logits(**inputs) - expected).abs().max().item()
         scale = expected.abs().max().item()
         record_property(f"max_abs_logit_delta_moe_{case}", delta)
         print(f"\n[moe/{case}] fp32 logits max|Δ| = {delta:.2e} (|logits| max {scale:.1f})")
         assert delta <= 5 * LOGIT_TOL
         want = hf_generate(ref, inputs)[:, :16]
-        assert torch.equal(ours.generate(**ours_kwargs(inputs), max_new_tokens=16), want)
+        assert torch.equal(ours.generate(**inputs, max_new_tokens=16), want)
 
 
 def test_images_change_the_logits(tmp_path_factory):
@@ -209,4 +205,4 @@ def test_images_change_the_logits(tmp_path_factory):
     ours = load("dense_untied", "ours", torch.float32, tmp_path_factory)
     a = image_inputs(1)
     b = dict(a, pixel_values=a["pixel_values"].flip(0))
-    assert (ours.logits(**ours_kwargs(a)) - ours.logits(**ours_kwargs(b))).abs().max() > 1e-2
+    assert (ours.logits(**a) - ours.logits(**b)).abs().max() > 1e-2

@@ -76,6 +76,12 @@ def _device(name: str | None):
     return device
 
 
+def _progress_line(done: int, total: int) -> None:
+    if done == total or (done * 20) // total != ((done - 1) * 20) // total:   # every 5%
+        sys.stderr.write(f"\r  weights {done}/{total}" + ("\n" if done == total else ""))
+        sys.stderr.flush()
+
+
 def run_generate(args: argparse.Namespace) -> int:
     import torch
 
@@ -92,7 +98,8 @@ def run_generate(args: argparse.Namespace) -> int:
     device = _device(args.device)
     print(f"loading {args.model} ({args.dtype}, {device}) ...", file=sys.stderr)
     t0 = time.perf_counter()
-    model = Qwen3VL.from_pretrained(args.model, dtype=getattr(torch, args.dtype), device=device)
+    model = Qwen3VL.from_pretrained(args.model, dtype=getattr(torch, args.dtype), device=device,
+                                    progress=_progress_line if sys.stderr.isatty() else None)
     pre = model.preprocessor
     load_s = time.perf_counter() - t0
 

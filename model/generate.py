@@ -105,7 +105,9 @@ class Qwen3VL(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path_or_repo_id: str | Path, dtype: torch.dtype = torch.bfloat16,
-                        device: str | torch.device = "cpu") -> "Qwen3VL":
+                        device: str | torch.device = "cpu",
+                        progress: Callable[[int, int], None] | None = None) -> "Qwen3VL":
+        """Load a checkpoint folder or a Hub id from the local HF cache; progress(done, total) per tensor."""
         from model.loader import CheckpointReader, load_state, resolve_model_path, safetensors_files
 
         device = torch.device(device)
@@ -114,7 +116,7 @@ class Qwen3VL(nn.Module):
         reader = CheckpointReader(safetensors_files(folder), device)
         with torch.device("meta"):
             model = cls(config, source=folder)
-        state = load_state(model, config, reader, dtype)
+        state = load_state(model, config, reader, dtype, progress)
         model.load_state_dict(state, strict=True, assign=True)
         model.requires_grad_(False)
         if state["lm_head.weight"] is state["language_model.embed_tokens.weight"]:

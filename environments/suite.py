@@ -196,7 +196,7 @@ def run_task(bench: Workbench, task: Task, task_dir: Path) -> TaskOutcome:
     """Reset, run the agent, evaluate: one task, never raising (failures become skipped/error outcomes)."""
     from agent.loop import AgentConfig, run_episode
     from agent.trajectory import RunHeader
-    from environments.setup import TaskSkipped
+    from environments.browser import runs_in_browser
 
     t0 = time.perf_counter()
     outcome = dict(id=task.id, domain=task.domain or "", steps=0)
@@ -218,14 +218,14 @@ def run_task(bench: Workbench, task: Task, task_dir: Path) -> TaskOutcome:
             max_steps = max(max_steps, len(policy.responses))
         config = AgentConfig(max_steps=max_steps, prompt_profile=s.prompt_profile, coord_divisor=s.coord_divisor)
         env = bench.environment(task)
-        if uses_sites(task.model_dump(mode="json")):
+        spec = task.model_dump(mode="json")
+        sites_used = uses_sites(spec)
+        if sites_used:  # fresh site state per task, and the task's placeholders point at this worker's server
             bench.sites.reset_state()
-            filled = fill_site_placeholders(task.model_dump(mode="json"), bench.sites)
-            task = Task.model_validate(filled).model_copy(update={"domain": task.domain, "path": task.path})
+            task = Task.model_validate(fill_site_placeholders(spec, bench.sites)).model_copy(
+                update={"domain": task.domain, "path": task.path})
         first_obs = env.reset(task)
-    except TaskSkipped as e:
-        return done("skipped", e.reason)
-    except Exception as e:  # noqa: BLE001 - a broken setup or a missing app is this task's error
+    except Exception as e:  # noqa: BLE001 - a display or browser that will not start is this task's error
         return done("error", f"setup: {type(e).__name__}: {e}")
 
     # Environments report a task they cannot run, or a failed setup, in the first observation.
@@ -233,9 +233,9 @@ def run_task(bench: Workbench, task: Task, task_dir: Path) -> TaskOutcome:
         return done("skipped", first_obs.extra["skipped"])
     if first_obs.extra.get("setup_error"):
         return done("error", f"setup failed: {first_obs.extra['setup_error']}")
-    kind = "browser" if type(env).__name__ == "BrowserEnvironment" else "desktop"
-    header = RunHeader(instruction=task.instruction, env_kind=kind, model=s.model, policy=s.agent,
-                       bundled_sites_base=bench.sites.url if bench._sites is not None else None)
+    header = RunHeader(instruction=task.instruction, env_kind="browser" if runs_in_browser(task) else "desktop",
+                       display=getattr(env, "display", None), model=s.model, policy=s.agent,
+                       bundled_sites_base=bench.sites.url if sites_used else None)
     try:
         episode = run_episode(env, policy, task.instruction, first_obs, config=config, out_dir=task_dir,
                               header=header)

@@ -93,4 +93,5 @@ def test_desktop_only_steps_are_skipped_with_a_reason(env):
 
 def test_bundled_tasks_split_between_browser_and_desktop():
     kinds = {t.domain: runs_in_browser(t) for t in load_tasks()}
-    assert kinds == {"flights": True, "forms": True, "settings": True, "os": False, "text_editing": False}
+    assert kinds == {"flights": True, "forms": True, "settings": True, "os": False, "text_editing": False,
+                     "chrome": False}

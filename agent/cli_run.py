@@ -147,7 +147,13 @@ def make_policy(args):
         return OpenAIPolicy(args.base_url, args.model, args.api_key or os.environ.get("OPENAI_API_KEY")), args.model
     model = args.model or DEFAULT_MODEL
     print(f"loading {model} ...", flush=True)
-    return EmbeddedPolicy(model), model
+    return EmbeddedPolicy(model, progress=_load_progress if sys.stderr.isatty() else None), model
+
+
+def _load_progress(done: int, total: int) -> None:
+    if done == total or done * 10 // total != (done - 1) * 10 // total:  # every 10%
+        sys.stderr.write(f"\r  weights {done}/{total}" + ("\n" if done == total else ""))
+        sys.stderr.flush()
 
 
 def cmd_run(args) -> int:

@@ -69,7 +69,7 @@ class EvalSettings:
     prompt_profile: str = "qwen"
     coord_divisor: float = 1000
     mirror: str | None = None
-    sampling: dict = field(default_factory=dict)
+    policy_options: dict = field(default_factory=dict)  # extra keyword arguments of the policy (max_new_tokens, ...)
 
     def run_info(self) -> dict:
         return {"agent": self.agent, "model": self.model, "base_url": self.base_url, "max_steps": self.max_steps,
@@ -172,9 +172,10 @@ class Workbench:
             if s.agent == "openai":
                 if not s.base_url or not s.model:
                     raise ValueError("--agent openai needs --base-url and --model")
-                self._policy = OpenAIPolicy(s.base_url, s.model, s.api_key, **s.sampling)
+                self._policy = OpenAIPolicy(s.base_url, s.model, s.api_key, **s.policy_options)
             else:
-                self._policy = EmbeddedPolicy(s.model, **s.sampling) if s.model else EmbeddedPolicy(**s.sampling)
+                model = {"model": s.model} if s.model else {}  # else the policy's default checkpoint
+                self._policy = EmbeddedPolicy(**model, **s.policy_options)
         return self._policy
 
     def _close(self, name: str) -> None:

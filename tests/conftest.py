@@ -89,7 +89,9 @@ def chromium_path() -> str:
     return CHROMIUM
 
 
-# Test helper modules (e.g. tests/tiny_checkpoints.py) are imported by name from any test folder.
+# Test helper modules (e.g. tests/tiny_checkpoints.py) are imported by name from any test folder. The repository
+# root goes first so that tests/model/ (a folder without __init__.py) never shadows the `model` package when
+# pytest is started as a plain `pytest` rather than `python -m pytest`.
 import sys as _sys
 
-_sys.path.insert(0, str(Path(__file__).parent))
+_sys.path[:0] = [str(Path(__file__).parent.parent), str(Path(__file__).parent)]

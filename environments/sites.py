@@ -87,18 +87,16 @@ def parse_date(text: str) -> dt.date:
         d, mo = int(m.group(1)), int(m.group(2))
         y = int(m.group(3)) if m.group(3) else SITE_TODAY.year
         return _date(y + 2000 if y < 100 else y, mo, d, text)
-    words = s.split()
     day = year = month = None
-    for w in words:
-        w = w.rstrip(".").removesuffix("st").removesuffix("nd").removesuffix("rd").removesuffix("th") \
-            if re.fullmatch(r"\d+(st|nd|rd|th)?\.?", w) else w
-        if w.isdigit():
-            if len(w) == 4:
-                year = int(w)
-            else:
-                day = int(w)
+    for word in s.split():
+        number = re.fullmatch(r"(\d+)(?:st|nd|rd|th)?\.?", word)
+        if number and len(number.group(1)) == 4:
+            year = int(number.group(1))
+        elif number:
+            day = int(number.group(1))
         else:
-            month = next((n for name, n in MONTHS.items() if len(w) >= 3 and name.startswith(w)), month)
+            word = word.rstrip(".")
+            month = next((n for name, n in MONTHS.items() if len(word) >= 3 and name.startswith(word)), month)
     if day is None or month is None:
         raise ValueError(f"cannot read the date '{text.strip()}' (try 12 March or 2026-03-12)")
     return _date(year or SITE_TODAY.year, month, day, text)

@@ -8,45 +8,26 @@ import io
 import json
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from agent.actions import Action
 from agent.trajectory import REPORT_FILE, load_header, load_result, load_steps
-
-MARKER = (255, 0, 64)
-
+from tools.screenshots import draw_marker, label_font
 
 def annotate(image: Image.Image, action: Action | None, target: tuple[float, float] | None,
              label: str | None = None) -> Image.Image:
-    """A copy of ``image`` with a crosshair ring at ``target`` and a label describing the action."""
-    out = image.convert("RGB").copy()
-    draw = ImageDraw.Draw(out)
-    r = max(8, min(out.size) // 60)
-    if target is not None:
-        x, y = target
-        for w, color in ((5, (255, 255, 255)), (3, MARKER)):
-            draw.ellipse([x - r, y - r, x + r, y + r], outline=color, width=w)
-            draw.line([x - 2 * r, y, x - r // 2, y], fill=color, width=w - 1)
-            draw.line([x + r // 2, y, x + 2 * r, y], fill=color, width=w - 1)
-            draw.line([x, y - 2 * r, x, y - r // 2], fill=color, width=w - 1)
-            draw.line([x, y + r // 2, x, y + 2 * r], fill=color, width=w - 1)
+    """A copy of ``image`` with the marker at ``target`` and a label describing the action."""
     text = label if label is not None else (describe(action) if action else "")
-    if text:
-        font = _font(max(12, min(out.size) // 45))
-        width, height = draw.textbbox((0, 0), text, font=font)[2:]
-        tx = 8 if target is None else min(max(target[0] + 2 * r, 4), max(out.width - width - 8, 4))
-        ty = 8 if target is None else min(max(target[1] - 2 * r - height - 6, 4), max(out.height - height - 8, 4))
-        box = draw.textbbox((tx, ty), text, font=font)
+    if target is not None:
+        return draw_marker(image, target, text or None)
+    out = image.convert("RGB")
+    if text:  # no point to mark (key, type, ...): the label goes in the top-left corner
+        draw = ImageDraw.Draw(out)
+        font = label_font(max(12, min(out.size) // 45))
+        box = draw.textbbox((8, 8), text, font=font)
         draw.rectangle([box[0] - 4, box[1] - 3, box[2] + 4, box[3] + 3], fill=(0, 0, 0))
-        draw.text((tx, ty), text, fill=(255, 255, 255), font=font)
+        draw.text((8, 8), text, fill=(255, 255, 255), font=font)
     return out
-
-
-def _font(size: int):
-    try:
-        return ImageFont.load_default(size=size)  # Pillow >= 10.1: scalable default font
-    except TypeError:
-        return ImageFont.load_default()
 
 
 def describe(action: Action) -> str:

@@ -12,10 +12,10 @@ from typing import Callable, Literal
 
 from agent.actions import Action
 from agent.report import describe
+from tools.keys import parse_chord
 
-# Key chords that end sessions, close or kill windows, or lock the screen. Normalised: lower case, sorted.
-_ALIASES = {"control": "ctrl", "cmd": "super", "win": "super", "meta": "super", "windows": "super",
-            "command": "super", "option": "alt", "del": "delete", "escape": "esc"}
+# Key chords that end sessions, close or kill windows, or lock the screen, in tools.keys' canonical names
+# (the names the executors press), so every spelling the executors accept is caught here too.
 RISKY_CHORDS: dict[frozenset[str], str] = {
     frozenset({"ctrl", "alt", "delete"}): "ctrl+alt+delete",
     frozenset({"ctrl", "alt", "backspace"}): "kills the X session",
@@ -33,15 +33,19 @@ RISKY_CHORDS: dict[frozenset[str], str] = {
 }
 
 
-def normalize_key(key: str) -> str:
-    k = key.strip().lower()
-    return _ALIASES.get(k, k)
+def chord_keys(keys: list[str]) -> frozenset[str]:
+    """Canonical key names of a chord; right-hand modifiers count as the modifier itself."""
+    try:
+        names = parse_chord(keys)
+    except ValueError:  # the executor refuses it anyway
+        return frozenset()
+    return frozenset(n.removesuffix("right") if n.endswith("right") and len(n) > 5 else n for n in names)
 
 
 def risk_reason(action: Action, password_field: bool = False) -> str:
     """Why ``action`` needs the user's consent, or "" when it is ordinary."""
     if action.action == "key" and action.keys:
-        chord = frozenset(normalize_key(k) for k in action.keys)
+        chord = chord_keys(action.keys)
         for risky, why in RISKY_CHORDS.items():
             if risky <= chord:
                 return f"key chord {'+'.join(action.keys)} ({why})"

@@ -67,7 +67,7 @@ def draw_marker(
         draw.line((x, y - 2 * r, x, y - r // 2), fill=outline, width=w)
         draw.line((x, y + r // 2, x, y + 2 * r), fill=outline, width=w)
     if label:
-        font = _font(max(12, r))
+        font = label_font(max(12, r))
         tx, ty = x + r + 4, y - r - 4
         left, top, right, bottom = draw.textbbox((tx, ty), label, font=font)
         # keep the label inside the image
@@ -79,7 +79,7 @@ def draw_marker(
     return out
 
 
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+def label_font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     for name in ("DejaVuSans.ttf", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"):
         try:
             return ImageFont.truetype(name, size)

@@ -133,15 +133,15 @@ class Controller:
                 continue
         return pids
 
-    def kill_all(self, grace_s: float = 3.0) -> None:
-        """SIGTERM every marked process, then SIGKILL what is left after `grace_s`."""
-        pids = self.marked_pids()
-        for pid in pids:
-            _signal(pid, signal.SIGTERM)
-        deadline = time.time() + grace_s
-        while pids and time.time() < deadline:
-            pids = [p for p in pids if _alive(p)]
-            time.sleep(0.05)
+    def kill_all(self, grace_s: float = 3.0, exclude: frozenset[int] = frozenset()) -> None:
+        """SIGTERM every marked process (but `exclude`), SIGKILL what is left after `grace_s`."""
+        pids = [p for p in self.marked_pids() if p not in exclude]
+        if grace_s > 0:
+            for pid in pids:
+                _signal(pid, signal.SIGTERM)
+            deadline = time.time() + grace_s
+            while (pids := [p for p in pids if _alive(p)]) and time.time() < deadline:
+                time.sleep(0.05)
         for pid in pids:
             _signal(pid, signal.SIGKILL)
         # Reap the children launched here so they do not linger as zombies.
@@ -151,6 +151,9 @@ class Controller:
             except subprocess.TimeoutExpired:
                 pass
         self._launched.clear()
+        deadline = time.time() + 5
+        while (pids := [p for p in pids if _alive(p)]) and time.time() < deadline:
+            time.sleep(0.02)
 
     # ---- files -------------------------------------------------------------------------------
     def get_file(self, path: str) -> bytes | None:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -285,17 +284,8 @@ class DesktopEnvironment:
         (self.home / SANDBOX_MARK).write_text(_SANDBOX_NOTE)
 
     def _kill_task_processes(self) -> None:
-        keep = set(self._session_pids)
-        pids = [p for p in self.controller.marked_pids() if p not in keep]
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        deadline = time.time() + 5
-        while pids and time.time() < deadline:
-            pids = [p for p in pids if os.path.exists(f"/proc/{p}")]
-            time.sleep(0.05)
+        """Everything the previous task started goes; the display and window manager stay."""
+        self.controller.kill_all(grace_s=0, exclude=frozenset(self._session_pids))
 
     # ---- Environment protocol --------------------------------------------------------------
     @property

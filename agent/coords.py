@@ -7,7 +7,6 @@ map screenshot pixels to their input space with `tools.base.ScreenGeometry` (HiD
 
 from __future__ import annotations
 
-from model.preprocess import HUB_IMAGE_MAX_PIXELS, HUB_IMAGE_MIN_PIXELS, smart_resize
 
 FACTOR = 32  # Qwen3-VL: patch 16 x spatial merge 2
 
@@ -30,9 +29,14 @@ def to_grid(pixel: tuple[float, float], image_size: tuple[int, int], divisor: fl
     return (float(min(max(gx, 0), divisor)), float(min(max(gy, 0), divisor)))
 
 
-def visual_tokens(image_size: tuple[int, int], max_pixels: int = HUB_IMAGE_MAX_PIXELS,
-                  min_pixels: int = HUB_IMAGE_MIN_PIXELS) -> int:
-    """Tokens the screenshot occupies in the prompt: (W/32)·(H/32) after smart_resize."""
+def visual_tokens(image_size: tuple[int, int], max_pixels: int | None = None,
+                  min_pixels: int | None = None) -> int:
+    """Tokens the screenshot occupies in the prompt: (W/32)·(H/32) after smart_resize (Hub budgets by default)."""
+    # Imported here: the model package pulls in torch, which executors and `doctor` do not need.
+    from model.preprocess import HUB_IMAGE_MAX_PIXELS, HUB_IMAGE_MIN_PIXELS, smart_resize
+
+    max_pixels = HUB_IMAGE_MAX_PIXELS if max_pixels is None else max_pixels
+    min_pixels = HUB_IMAGE_MIN_PIXELS if min_pixels is None else min_pixels
     width, height = image_size
     h, w = smart_resize(height, width, FACTOR, min_pixels, max_pixels)
     return (h // FACTOR) * (w // FACTOR)

@@ -232,41 +232,59 @@ class DesktopEnvironment:
         env["DISPLAY"] = self.display
         return env
 
-    def _start_display(self) -> str:
-        read_fd, write_fd = os.pipe()
+    def _start_display(self, attempts: int = 3) -> str:
+        """Xvfb on a free display + openbox; retried, since another server may race for the number."""
+        missing = [b for b in ("Xvfb", "openbox", "wmctrl", "xterm") if shutil.which(b) is None]
+        if missing:
+            raise FileNotFoundError(f"the local desktop needs {', '.join(missing)} "
+                                    f"(apt-get install xvfb openbox wmctrl xterm)")
+        rc = self.root / "openbox" / "rc.xml"
+        rc.parent.mkdir(exist_ok=True)
+        rc.write_text(_OPENBOX_RC)
+        error = ""
+        for _ in range(attempts):
+            try:
+                return self._start_xvfb_and_wm(rc)
+            except RuntimeError as e:
+                error = str(e)
+                for proc in (getattr(self, "_wm", None), getattr(self, "_xvfb", None)):
+                    if proc is not None and proc.poll() is None:
+                        proc.kill()
+                        proc.wait(timeout=5)
+                self._session_pids.clear()
+        raise RuntimeError(error)
+
+    def _start_xvfb_and_wm(self, rc: Path) -> str:
         env = self._base_env()
-        xvfb = subprocess.Popen(
-            ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", f"{self.size[0]}x{self.size[1]}x24",
-             "-nolisten", "tcp", "-ac"],
-            pass_fds=(write_fd,), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True)
+        read_fd, write_fd = os.pipe()
+        with open(self.root / "xvfb.log", "wb") as log:
+            self._xvfb = subprocess.Popen(
+                ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", f"{self.size[0]}x{self.size[1]}x24",
+                 "-nolisten", "tcp", "-ac"],
+                pass_fds=(write_fd,), env=env, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
         os.close(write_fd)
-        self._session_pids.append(xvfb.pid)
-        self._xvfb = xvfb
+        self._session_pids.append(self._xvfb.pid)
         number = b""
-        deadline = time.time() + 20
-        with os.fdopen(read_fd, "rb") as f:
-            while not number.endswith(b"\n") and time.time() < deadline:
+        with os.fdopen(read_fd, "rb") as f:  # Xvfb writes "<n>\n" once it listens (EOF if it dies)
+            while not number.endswith(b"\n"):
                 chunk = f.read(1)
                 if not chunk:
                     break
                 number += chunk
         if not number.strip().isdigit():
-            raise RuntimeError("Xvfb did not start (is the xvfb package installed?)")
+            raise RuntimeError(f"Xvfb did not start: {_tail(self.root / 'xvfb.log')}")
         display = f":{number.strip().decode()}"
-        rc = self.root / "openbox" / "rc.xml"
-        rc.parent.mkdir()
-        rc.write_text(_OPENBOX_RC)
         env["DISPLAY"] = display
-        wm = subprocess.Popen(["openbox", "--config-file", str(rc)], env=env, cwd=self.home,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        self._wm = wm
-        self._session_pids.append(wm.pid)
+        with open(self.root / "openbox.log", "wb") as log:
+            self._wm = subprocess.Popen(["openbox", "--config-file", str(rc)], env=env, cwd=self.home,
+                                        stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+        self._session_pids.append(self._wm.pid)
         # openbox owns the WM selection once wmctrl can talk to it
         deadline = time.time() + 10
         while subprocess.run(["wmctrl", "-m"], env=env, capture_output=True).returncode != 0:
-            if time.time() > deadline or wm.poll() is not None:
-                raise RuntimeError("openbox did not start on the private display")
+            if time.time() > deadline or self._wm.poll() is not None or self._xvfb.poll() is not None:
+                raise RuntimeError(f"openbox did not start on {display} (openbox: "
+                                   f"{_tail(self.root / 'openbox.log')}; Xvfb: {_tail(self.root / 'xvfb.log')})")
             time.sleep(0.05)
         return display
 
@@ -387,6 +405,11 @@ def _check_sandbox_home(home: Path) -> None:
     if home.exists() and any(home.iterdir()) and not (home / SANDBOX_MARK).exists():
         raise ValueError(f"home {home} is not empty and not a qvl sandbox home; it would be wiped on every "
                          f"reset. Give an empty or new folder (the template goes in home_template=)")
+
+
+def _tail(path: Path, chars: int = 400) -> str:
+    text = path.read_text(errors="replace").strip() if path.is_file() else ""
+    return text[-chars:] or "no output"
 
 
 def _screen_size(display: str) -> tuple[int, int]:

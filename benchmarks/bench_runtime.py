@@ -63,21 +63,19 @@ def _sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_ours(model, inputs: dict, new_tokens: int, repeats: int) -> dict:
-    prefill, decode = [], []
-    for _ in range(repeats + 1):  # first run warms up
-        model.generate(**inputs, max_new_tokens=new_tokens, eos_token_ids=[])
-        prefill.append(model.timings["prefill_s"])
-        decode.append(model.timings["decode_s"] / max(model.timings["decode_steps"], 1))
-    return {"prefill_s": statistics.median(prefill[1:]), "decode_s_per_token": statistics.median(decode[1:])}
+def sample_ours(model, inputs: dict, new_tokens: int) -> tuple[float, float]:
+    """One run of the runtime -> (prefill seconds, decode seconds per token)."""
+    model.generate(**inputs, max_new_tokens=new_tokens, eos_token_ids=[])
+    t = model.timings
+    return t["prefill_s"], t["decode_s"] / max(t["decode_steps"], 1)
 
 
-def time_transformers(ref, inputs: dict, new_tokens: int, repeats: int, device) -> dict:
-    """Prefill = one forward over the prompt; decode per token = (generate N tokens - generate 1 token) / (N - 1)."""
+def sample_transformers(ref, inputs: dict, new_tokens: int, device) -> tuple[float, float]:
+    """One run of transformers -> (prefill = one forward over the prompt, decode per token =
+    (generate N tokens - generate 1 token) / (N - 1))."""
     import torch
 
-    ids = inputs["input_ids"]
-    hf_inputs = dict(inputs, mm_token_type_ids=(ids == ref.config.image_token_id).long())
+    hf_inputs = dict(inputs, mm_token_type_ids=(inputs["input_ids"] == ref.config.image_token_id).long())
 
     def timed(fn) -> float:
         _sync(device)
@@ -89,12 +87,10 @@ def time_transformers(ref, inputs: dict, new_tokens: int, repeats: int, device) 
     def gen(n: int):
         return lambda: ref.generate(**hf_inputs, max_new_tokens=n, min_new_tokens=n, do_sample=False)
 
-    prefill, decode = [], []
     with torch.inference_mode():
-        for _ in range(repeats + 1):
-            prefill.append(timed(lambda: ref(**hf_inputs, use_cache=True, logits_to_keep=1)))
-            decode.append((timed(gen(new_tokens)) - timed(gen(1))) / (new_tokens - 1))
-    return {"prefill_s": statistics.median(prefill[1:]), "decode_s_per_token": statistics.median(decode[1:])}
+        prefill = timed(lambda: ref(**hf_inputs, use_cache=True, logits_to_keep=1))
+        decode = (timed(gen(new_tokens)) - timed(gen(1))) / (new_tokens - 1)
+    return prefill, decode
 
 
 def run(model: str | None = None, prompt_tokens: int = 256, new_tokens: int = 32, image_grid=(16, 16),
@@ -120,14 +116,18 @@ def run(model: str | None = None, prompt_tokens: int = 256, new_tokens: int = 32
         ours = Qwen3VL.from_pretrained(model, dtype=getattr(torch, dtype), device=dev)
         load_s = time.perf_counter() - t0
         inputs = make_inputs(ours.config, prompt_tokens, image_grid)
-        log(f"runtime loaded in {load_s:.1f}s; timing {inputs['input_ids'].shape[1]} prompt tokens "
-            f"(one {image_grid[0]}x{image_grid[1]}-patch image), {new_tokens} new tokens, {repeats} repeats ...")
-        ours_t = time_ours(ours, inputs, new_tokens, repeats)
-        del ours
-        log("loading transformers ...")
+        log(f"runtime loaded in {load_s:.1f}s; loading transformers ...")
         ref = AutoModelForImageTextToText.from_pretrained(model, dtype=getattr(torch, dtype)).to(dev).eval()
-        hf_inputs = {k: v.to(dev) for k, v in inputs.items()}
-        hf_t = time_transformers(ref, hf_inputs, new_tokens, repeats, dev)
+        inputs = {k: v.to(dev) for k, v in inputs.items()}
+        log(f"timing {inputs['input_ids'].shape[1]} prompt tokens (one {image_grid[0]}x{image_grid[1]}-patch "
+            f"image), {new_tokens} new tokens, {repeats} repeats after a warm-up ...")
+        # alternate the two runtimes so that load changes on a shared machine hit both alike; one warm-up each
+        ours_runs, hf_runs = [], []
+        for _ in range(repeats + 1):
+            ours_runs.append(sample_ours(ours, inputs, new_tokens))
+            hf_runs.append(sample_transformers(ref, inputs, new_tokens, dev))
+        ours_t = _medians(ours_runs[1:])
+        hf_t = _medians(hf_runs[1:])
     finally:
         if tmp is not None:
             tmp.cleanup()
@@ -140,6 +140,11 @@ def run(model: str | None = None, prompt_tokens: int = 256, new_tokens: int = 32
         "prefill_speedup": hf_t["prefill_s"] / ours_t["prefill_s"],
         "decode_speedup": hf_t["decode_s_per_token"] / ours_t["decode_s_per_token"],
     }
+
+
+def _medians(runs: list[tuple[float, float]]) -> dict:
+    return {"prefill_s": statistics.median(r[0] for r in runs),
+            "decode_s_per_token": statistics.median(r[1] for r in runs)}
 
 
 def format_report(result: dict) -> str:

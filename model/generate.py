@@ -197,8 +197,8 @@ class Qwen3VL(nn.Module):
         cos, sin = mrope_cos_sin(position_ids, self._inv_freq, self._slot_axis, h.dtype)
         mask = attention_mask_for(attention_mask.bool(), input_ids.shape[1])
         hidden = self.language_model(h, cos, sin, cache, mask, visual_index, deepstack)   # [B, L, H]
-        if not all_logits:
-            hidden = hidden[:, -1:]
+        if not all_logits:  # a 2-D [B, H] input: a [B, 1, H] slice would make matmul copy the whole head
+            return self.lm_head(hidden[:, -1]).unsqueeze(1), attention_mask, rope_deltas
         return self.lm_head(hidden), attention_mask, rope_deltas
 
     @torch.inference_mode()

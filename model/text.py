@@ -142,7 +142,7 @@ class TextDecoder(nn.Module):
         for i, layer in enumerate(self.layers):
             h = layer(h, cos, sin, cache, i, mask)
             if deepstack is not None and i < len(deepstack):
-                h = h.view(B * L, H).index_add(0, visual_index, deepstack[i].to(h.dtype)).view(B, L, H)
+                h.view(B * L, H).index_add_(0, visual_index, deepstack[i].to(h.dtype))  # h is this layer's fresh output
         if cache is not None:
             cache.length += L
         return self.norm(h)

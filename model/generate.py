@@ -119,6 +119,8 @@ class Qwen3VL(nn.Module):
         state = load_state(model, config, reader, dtype, progress)
         model.load_state_dict(state, strict=True, assign=True)
         model.requires_grad_(False)
+        model._inv_freq = model._inv_freq.to(device)
+        model._slot_axis = model._slot_axis.to(device)
         if state["lm_head.weight"] is state["language_model.embed_tokens.weight"]:
             model.lm_head.weight = model.language_model.embed_tokens.weight   # tied: one parameter
         return model.eval()

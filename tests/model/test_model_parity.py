@@ -155,9 +155,10 @@ def test_left_padded_batch_equals_each_prompt_alone(kind, tmp_path_factory, reco
 @pytest.mark.parametrize("case", list(CASES))
 def test_bf16_tracks_fp32_like_transformers_bf16(case, tmp_path_factory, record_property):
     """Random tiny models have no trained margins, so bf16 rounding can flip a greedy token against fp32 —
-    transformers' bf16 flips at the same places. We require: our bf16 logit error vs fp32 is within 1.5x of
-    transformers' bf16 error, our bf16 greedy tokens equal transformers' bf16 greedy tokens, and our bf16 run
-    agrees with fp32 at least as long as transformers' bf16 run does."""
+    transformers' bf16 flips at the same places (measured: text at token 7, image at 12, video at 0; two images
+    never). We require: our bf16 logit error vs fp32 is within 1.5x of transformers' bf16 error, and our bf16
+    greedy run agrees with fp32 at least as long as transformers' bf16 run does. (After a flip the two bf16 runs
+    continue from near-ties; they matched to the last token here, but that part is machine-dependent.)"""
     kind = "dense_tied"
     ours16 = load(kind, "ours", torch.bfloat16, tmp_path_factory)
     ref16 = load(kind, "hf", torch.bfloat16, tmp_path_factory)
@@ -176,9 +177,12 @@ def test_bf16_tracks_fp32_like_transformers_bf16(case, tmp_path_factory, record_
     print(f"\n[{case}] bf16 max|Δ| vs fp32: ours {ours_err:.3f}, transformers {ref_err:.3f}; greedy tokens equal "
           f"to fp32 up to: ours {ours_agree if ours_agree is not None else 'all'}, "
           f"transformers {ref_agree if ref_agree is not None else 'all'}")
+    print(f"  bf16 greedy tokens ours vs transformers: "
+          f"{'identical' if torch.equal(ours_ids, ref_ids) else f'first difference at {first_difference(ours_ids, ref_ids)}'}")
     assert ours_err <= 1.5 * ref_err + 1e-3
-    assert torch.equal(ours_ids, ref_ids), f"bf16: first different token vs transformers at {first_difference(ours_ids, ref_ids)}"
-    assert (ours_agree or NEW_TOKENS) >= (ref_agree or NEW_TOKENS)
+    agree = NEW_TOKENS if ours_agree is None else ours_agree
+    assert agree >= (NEW_TOKENS if ref_agree is None else ref_agree)
+    assert torch.equal(ours_ids[:, :agree], fp32_ids[:, :agree])
 
 
 def test_moe_checkpoint_matches_transformers(tmp_path_factory, record_property):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 from datetime import datetime
 from pathlib import Path
 
@@ -47,8 +48,13 @@ def _eval(args: argparse.Namespace) -> int:
     settings = EvalSettings(agent=args.agent, model=args.model, base_url=args.base_url, api_key=args.api_key,
                             max_steps=args.max_steps, prompt_profile=args.profile, coord_divisor=args.coord_divisor,
                             mirror=args.mirror)
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops a run like Ctrl-C: workers close their displays
     print(f"eval: {len(tasks)} task(s), agent {args.agent}, {args.parallel} worker(s), output in {out}", flush=True)
     entries = run_suite(tasks, out, settings, parallel=args.parallel, log=lambda m: print(m, flush=True))
     print(format_table(entries))
     print(f"summary: {out / 'summary.json'}")
     return 0
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt

@@ -20,6 +20,7 @@ import multiprocessing as mp
 import os
 import queue
 import shutil
+import signal
 import sys
 import time
 import traceback
@@ -257,8 +258,21 @@ def run_task(bench: Workbench, task: Task, task_dir: Path) -> TaskOutcome:
     return done("scored", result.reason, result.score)
 
 
+def _term_when_parent_dies() -> None:
+    """Linux: have the kernel send SIGTERM to this worker if the eval process is killed outright."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def _worker(settings: EvalSettings, jobs, results) -> None:
     """Worker process: run (task, dir) jobs until the None sentinel, one Workbench for all of them."""
+    # SIGTERM from the parent (an interrupted run) unwinds like an exception, so the displays and
+    # browsers this worker started are closed rather than orphaned.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    _term_when_parent_dies()
     bench = Workbench(settings)
     try:
         while True:
@@ -266,10 +280,11 @@ def _worker(settings: EvalSettings, jobs, results) -> None:
             if job is None:
                 break
             task_json, domain, path, task_dir = job
-            task = Task.model_validate(task_json).model_copy(update={"domain": domain, "path": Path(path)})
+            task = Task.model_validate(task_json).model_copy(
+                update={"domain": domain, "path": Path(path) if path else None})
             try:
                 outcome = run_task(bench, task, Path(task_dir))
-            except BaseException as e:  # noqa: BLE001 - report, then let the parent decide
+            except Exception as e:  # noqa: BLE001 - run_task reports its own failures; this is a bug net
                 outcome = TaskOutcome(id=task.id, domain=domain, status="error", reason=f"{type(e).__name__}: {e}")
             results.put(outcome.model_dump())
     finally:
@@ -339,6 +354,20 @@ def format_table(entries: list[dict]) -> str:
     return "\n".join(lines + (["not scored:"] + problems if problems else []))
 
 
+def _stop(workers: list, wait_s: float) -> None:
+    """Let workers finish (they close their environments on the way out), then SIGTERM, then SIGKILL."""
+    for w in workers:
+        w.join(wait_s)
+    for w in workers:
+        if w.is_alive():
+            w.terminate()  # the worker turns SIGTERM into SystemExit and still closes its environments
+    for w in workers:
+        w.join(15)
+        if w.is_alive():
+            w.kill()
+            w.join(5)
+
+
 def run_suite(tasks: list[Task], out_dir: str | os.PathLike, settings: EvalSettings, parallel: int = 1,
               log=print) -> list[dict]:
     """Run `tasks` into `out_dir` (resuming a previous run there); returns the summary's task entries."""
@@ -362,11 +391,12 @@ def run_suite(tasks: list[Task], out_dir: str | os.PathLike, settings: EvalSetti
     if previous.get("run") and previous["run"].get("agent") != settings.agent:
         raise ValueError(f"{out} holds a run of agent {previous['run'].get('agent')!r}; "
                          f"resume it with the same --agent or choose another --out")
-    kept = {_task_key(e["domain"], e["id"]): e for e in previous.get("tasks", []) if finished(out, e)}
-    entries = list(kept.values())
-    todo = [t for t in tasks if _task_key(t.domain, t.id) not in kept]
-    if kept:
-        log(f"resuming in {out}: {len(kept)} task(s) already done, {len(todo)} to run")
+    # Finished entries stay in the summary (also those of tasks outside this selection); errors are retried.
+    entries = [e for e in previous.get("tasks", []) if finished(out, e)]
+    done_keys = {_task_key(e["domain"], e["id"]) for e in entries}
+    todo = [t for t in tasks if _task_key(t.domain, t.id) not in done_keys]
+    if previous:
+        log(f"resuming in {out}: {len(tasks) - len(todo)} task(s) already done, {len(todo)} to run")
     write_summary(out, run_info, entries)
 
     for t in todo:  # a half-written task folder from an interrupted run starts over
@@ -374,11 +404,12 @@ def run_suite(tasks: list[Task], out_dir: str | os.PathLike, settings: EvalSetti
         if d.exists():
             shutil.rmtree(d)
 
-    total, n_done = len(tasks), len(kept)
+    total, n_done = len(tasks), len(tasks) - len(todo)
     ctx = mp.get_context("spawn")
     jobs, results = ctx.Queue(), ctx.Queue()
     for t in todo:
-        jobs.put((t.model_dump(mode="json"), t.domain or "", str(t.path or ""), str(out / (t.domain or "") / t.id)))
+        jobs.put((t.model_dump(mode="json"), t.domain or "", str(t.path) if t.path else None,
+                  str(out / (t.domain or "") / t.id)))
     n_workers = min(parallel, len(todo))
     for _ in range(n_workers):
         jobs.put(None)
@@ -402,12 +433,10 @@ def run_suite(tasks: list[Task], out_dir: str | os.PathLike, settings: EvalSetti
             why = f" ({entry['reason']})" if entry["status"] != "scored" and entry["reason"] else ""
             log(f"[{n_done}/{total}] {entry['domain']}/{entry['id']}: {score}, {entry['steps']} steps, "
                 f"{entry['seconds']:.1f} s{why}")
-    finally:
-        for w in workers:
-            w.join(timeout=60 if not sys.exc_info()[0] else 5)
-            if w.is_alive():
-                w.terminate()
-                w.join(5)
+    except BaseException:  # interrupted: finished tasks are already in summary.json
+        _stop(workers, wait_s=0)
+        raise
+    _stop(workers, wait_s=60)
     order = {_task_key(t.domain, t.id): i for i, t in enumerate(tasks)}
     entries.sort(key=lambda e: order.get(_task_key(e["domain"], e["id"]), len(order)))
     write_summary(out, run_info, entries)

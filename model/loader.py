@@ -21,6 +21,7 @@ from model.config import Qwen3VLConfig
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+PATCH_EMBED = "visual.patch_embed.proj.weight"
 PREFIXES = (("model.visual.", "visual."), ("model.language_model.", "language_model."), ("lm_head.", "lm_head."))
 
 
@@ -111,7 +112,9 @@ def load_state(model: torch.nn.Module, config: Qwen3VLConfig, reader: Checkpoint
 
     def put(name: str, tensor: Tensor) -> None:
         target = wanted[name]
-        if tensor.numel() != target.numel():
+        # the one reshape: the patch embedding's Conv3d kernel [D, C, t, p, p] is a [D, C*t*p*p] matmul here
+        reshapable = name == PATCH_EMBED and tensor.numel() == target.numel()
+        if tuple(tensor.shape) != tuple(target.shape) and not reshapable:
             raise ValueError(f"checkpoint tensor for {name} has shape {tuple(tensor.shape)}, "
                              f"expected {tuple(target.shape)} from config.json")
         state[name] = tensor.reshape(target.shape).to(dtype if tensor.is_floating_point() else tensor.dtype)

@@ -131,6 +131,15 @@ def test_untied_checkpoint_without_lm_head_is_refused(tmp_path, tmp_path_factory
         Qwen3VL.from_pretrained(folder)
 
 
+def test_tensor_shape_that_disagrees_with_the_config_is_refused(tmp_path, tmp_path_factory):
+    folder = linked_copy(tiny_checkpoints.checkpoint("dense_tied", tmp_path_factory), tmp_path / "ckpt")
+    config = json.loads((folder / "config.json").read_text())
+    config["text_config"]["intermediate_size"] = 256
+    replace_file(folder, "config.json", json.dumps(config))
+    with pytest.raises(ValueError, match=r"mlp\.down_proj\.weight has shape \(64, 128\), expected \(64, 256\)"):
+        Qwen3VL.from_pretrained(folder)
+
+
 def make_hub_cache(cache: Path, repo_id: str, files_from: Path) -> None:
     """The huggingface_hub cache layout: models--org--name/{refs/main, snapshots/<commit>/...}."""
     commit = "0123456789abcdef0123456789abcdef01234567"

@@ -47,7 +47,7 @@ class Controller:
     def __init__(self, *, env: dict[str, str], home: Path, cache_dir: Path, display: str,
                  screen_size: tuple[int, int], marker: str, chrome_port: int,
                  client_password: str = "password", mirror: Path | None = None, task_id: str = "",
-                 online: bool = False) -> None:
+                 online: bool = False, allow_host_changes: bool = False) -> None:
         self.env = env
         self.home = Path(home)
         self.cache_dir = Path(cache_dir)
@@ -58,6 +58,7 @@ class Controller:
         self.client_password = client_password
         self.mirror = Path(mirror) if mirror is not None else None
         self.online = online  # may setup/getters reach non-local URLs?
+        self.allow_host_changes = allow_host_changes  # may tasks run apt-get, useradd, timedatectl, ...?
         self.task_id = task_id
         self._launched: list[subprocess.Popen] = []
 

@@ -21,6 +21,9 @@ cannot run here is *skipped*, with the reason in `obs.extra["skipped"]` and in `
 step that fails leaves `obs.extra["setup_error"]` and `evaluate()` reports status "error". Files that
 tasks download come from `mirror` (see environments.setup.mirror_candidates), file:// or loopback
 URLs; with `online=True` other URLs may be fetched and opened too (default: offline, those tasks skip).
+Without a VM, commands that change the machine itself (apt-get install, useradd, timedatectl, ...)
+would reach the host: such tasks are skipped unless `allow_host_changes=True` (e.g. in a throwaway
+container). The agent's own actions are not filtered: run untrusted agents in a container.
 """
 
 from __future__ import annotations
@@ -162,7 +165,7 @@ class DesktopEnvironment:
     def __init__(self, display: str | None = None, size: tuple[int, int] = (1920, 1080),
                  home: Path | None = None, *, home_template: Path | None = None, mirror: Path | None = None,
                  client_password: str = "password", settle_s: float = 1.0, step_pause_s: float = 0.5,
-                 online: bool = False) -> None:
+                 online: bool = False, allow_host_changes: bool = False) -> None:
         self.size = tuple(size)
         self.settle_s = settle_s
         self.step_pause_s = step_pause_s
@@ -194,7 +197,7 @@ class DesktopEnvironment:
                 env=self._task_env(), home=self.home, cache_dir=self.root / "cache", display=self.display,
                 screen_size=self.size, marker=self.marker, chrome_port=_free_port(),
                 client_password=client_password, mirror=Path(mirror) if mirror is not None else None,
-                online=online)
+                online=online, allow_host_changes=allow_host_changes)
             self.controller.env[CHROME_PORT_VAR] = str(self.controller.chrome_port)
             self._restore_home()
         except BaseException:

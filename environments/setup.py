@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import re
 import json
 import sqlite3
 import subprocess
@@ -350,10 +351,42 @@ def fetch(url: str, controller: Controller, dest: str = "") -> bytes:
     return r.content
 
 
+# Commands that change the machine outside the sandbox home. OSWorld runs them inside a VM; here
+# they would reach the host (as root in a container), so such tasks are skipped unless allowed.
+HOST_CHANGING = re.compile(
+    r"\b(apt-get|apt|aptitude|dpkg|snap)\s+(-\S+\s+)*(install|remove|purge|-i)\b"
+    r"|\b(useradd|adduser|userdel|deluser|usermod|chsh|chpasswd|visudo|loginctl|systemctl"
+    r"|timedatectl|hostnamectl|localectl|reboot|shutdown|poweroff|mount|umount|modprobe|update-alternatives)\b")
+
+
+def _commands(task: Task) -> list[str]:
+    """Every command string a task's steps and command getters would run."""
+    out = []
+    specs = [s.parameters for s in list(task.config) + list(task.evaluator.postconfig)
+             if s.type in ("execute", "command", "launch")]
+    for _, result, expected, _ in task.evaluator.metrics() if task.evaluator.func not in ("", []) else []:
+        specs += [g.options for g in (result, expected) if g is not None and g.type.startswith("vm_command")]
+    for spec in specs:
+        cmd = spec.get("command")
+        out.append(cmd if isinstance(cmd, str) else " ".join(map(str, cmd or [])))
+    return out
+
+
+def host_change(task: Task) -> str | None:
+    """The first host-changing command of `task` (see HOST_CHANGING), or None."""
+    for cmd in _commands(task):
+        m = HOST_CHANGING.search(cmd)
+        if m:
+            return m.group(0)
+    return None
+
+
 def offline_blocker(task: Task, controller: Controller) -> str | None:
     """Why `task` cannot run here, checked before anything starts; None if nothing blocks it."""
     if task.proxy:
         return "needs the internet: proxy=true task (live site behind a residential proxy)"
+    if not controller.allow_host_changes and (change := host_change(task)):
+        return f"unsafe without a VM: the task runs {change!r} on the host (allow_host_changes=True to run it)"
     steps = list(task.config) + list(task.evaluator.postconfig)
     for step in steps:
         if step.type in ACCOUNT_STEPS:

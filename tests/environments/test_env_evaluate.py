@@ -219,12 +219,28 @@ def test_unknown_step_is_skipped_unsupported(ctl):
     ([{"type": "launch", "parameters": {"command": ["gimp-2.99-not-installed", "x.png"]}}], {},
      "missing app: gimp-2.99-not-installed"),
     ([], {"related_apps": ["vs_code"], "snapshot": "vscode"}, "missing app: vs_code"),
+    ([{"type": "execute", "parameters": {"command": "echo password | sudo -S apt-get install zsh -y", "shell": True}}],
+     {}, "unsafe without a VM: the task runs 'apt-get install'"),
+    ([{"type": "execute", "parameters": {"command": "echo {CLIENT_PASSWORD} | sudo -S chsh -s $(which zsh)",
+                                         "shell": True}}], {}, "unsafe without a VM: the task runs 'chsh'"),
 ])
 def test_offline_skip_reasons(ctl, config, extra, reason, monkeypatch):
     if "related_apps" in extra:
         monkeypatch.setitem(ctl.env, "PATH", "/nonexistent")  # `code` is never installed here
     t = task({"func": "infeasible"}, config, **extra)
     assert offline_blocker(t, ctl).startswith(reason)
+
+
+def test_host_changing_commands_in_getters_are_found_and_can_be_allowed(ctl):
+    t = task({"func": "is_utc_0", "result": {"type": "vm_command_line", "command": "timedatectl status"}})
+    assert offline_blocker(t, ctl) == ("unsafe without a VM: the task runs 'timedatectl' on the host "
+                                       "(allow_host_changes=True to run it)")
+    ctl.allow_host_changes = True
+    assert offline_blocker(t, ctl) is None
+    harmless = task({"func": "check_include_exclude", "result": cmd("getent passwd user; cat /etc/passwd | wc -l"),
+                     "expected": rule({"include": [], "exclude": []})})
+    ctl.allow_host_changes = False
+    assert offline_blocker(harmless, ctl) is None
 
 
 def test_download_from_mirror_conventions_and_file_url(ctl, tmp_path):

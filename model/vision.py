@@ -190,6 +190,10 @@ class VisionEncoder(nn.Module):
         """pixel_values [N, C*t*p*p], grid_thw [n_items, 3] -> merged [N/4, H_text], deepstack list of [N/4, H_text]."""
         device = self.pos_embed.weight.device
         grid_thw = grid_thw.to(device).long()
+        m = self.cfg.spatial_merge_size
+        if grid_thw.dim() != 2 or grid_thw.shape[1] != 3 or bool((grid_thw[:, 1:] % m != 0).any()):
+            raise ValueError(f"grid_thw must be [n, 3] rows of (t, h, w) with h and w multiples of {m}, "
+                             f"got {grid_thw.tolist()}")
         if int(grid_thw.prod(-1).sum()) != pixel_values.shape[0]:
             raise ValueError(f"pixel rows ({pixel_values.shape[0]}) do not match grid_thw "
                              f"({int(grid_thw.prod(-1).sum())} patches)")

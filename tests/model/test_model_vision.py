@@ -77,3 +77,12 @@ def test_rope_index_matches_transformers_on_a_padded_batch(models):
     assert torch.equal(pos, want_pos)
     assert torch.equal(delta, want_delta.view(-1))
     assert pos[:, 1, : L - len(row1)].abs().sum() == 0       # padding stays at 0
+
+
+def test_bad_grids_are_clear_errors(models):
+    ours, _ = models
+    pixels = torch.zeros(24, 1536)
+    with pytest.raises(ValueError, match="multiples of 2"):
+        ours.visual(pixels, torch.tensor([[1, 3, 8]]))
+    with pytest.raises(ValueError, match="pixel rows \\(24\\) do not match grid_thw \\(32 patches\\)"):
+        ours.visual(pixels, torch.tensor([[1, 4, 8]]))

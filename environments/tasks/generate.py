@@ -306,7 +306,8 @@ def settings() -> list[tuple[dict, list[str]]]:
 
 # -- desktop: terminal files and text editing ---------------------------------------------------------
 
-OPEN_TERMINAL = [key("ctrl", "alt", "t"), wait(1.5)]
+# xterm takes a moment to map its window; keys typed before that are lost, so a careful user waits.
+OPEN_TERMINAL = [key("ctrl", "alt", "t"), wait(2.5)]
 
 
 def shell_setup(script: str) -> list[dict]:
@@ -388,7 +389,7 @@ def text_editing_tasks() -> list[tuple[dict, list[str]]]:
         terminal_task(
             "text-vim-append-line", "text_editing",
             "Open ~/shopping.txt in vim and add a last line with the word milk, then save and quit.",
-            ["vim ~/shopping.txt", [wait(0.5), type_("Gomilk"), key("escape"), type_(":wq\n")]],
+            ["vim ~/shopping.txt", [wait(1), type_("Gomilk"), key("escape"), type_(":wq\n")]],
             command_output_is("cat ~/shopping.txt", "bread\neggs\nmilk\n"),
             setup="printf 'bread\\neggs\\n' > ~/shopping.txt"),
         terminal_task(
@@ -409,7 +410,7 @@ def launch_chrome(url: str) -> list[dict]:
     """OSWorld's way of starting the browser, on a bundled-site page."""
     return [{"type": "launch", "parameters": {"command": ["google-chrome", "--remote-debugging-port=1337",
                                                          "--start-maximized", url]}},
-            {"type": "sleep", "parameters": {"seconds": 3}}]
+            {"type": "sleep", "parameters": {"seconds": 5}}]
 
 
 def chrome_tasks() -> list[tuple[dict, list[str]]]:

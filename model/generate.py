@@ -81,6 +81,7 @@ class Prefill:
     last_logits: Tensor     # [B, V] fp32
     cache: KVCache
     key_valid: Tensor       # [B, capacity] bool, prompt part filled from attention_mask
+    padded: bool            # any padding at all (else decode needs no mask)
     next_index: Tensor      # [B] index of the next token within each unpadded row
     rope_deltas: Tensor     # [B]
 
@@ -224,7 +225,8 @@ class Qwen3VL(nn.Module):
             cache, all_logits=False)
         key_valid = torch.ones(B, capacity, dtype=torch.bool, device=self.device)
         key_valid[:, :L] = attention_mask.bool()
-        return Prefill(logits[:, -1].float(), cache, key_valid, attention_mask.sum(1), rope_deltas)
+        padded = not bool(attention_mask.bool().all())
+        return Prefill(logits[:, -1].float(), cache, key_valid, padded, attention_mask.sum(1), rope_deltas)
 
     def decode_step(self, tokens: Tensor, state: Prefill) -> Tensor:
         """One new token per row: tokens [B] -> next-token logits [B, V] (fp32); advances the cache."""
@@ -232,7 +234,7 @@ class Qwen3VL(nn.Module):
         h = self.language_model.embed_tokens(tokens[:, None])                               # [B, 1, H]
         cos, sin = mrope_cos_sin(position, self._inv_freq, self._slot_axis, h.dtype)
         end = state.cache.length + 1
-        mask = attention_mask_for(state.key_valid[:, :end], 1)
+        mask = attention_mask_for(state.key_valid[:, :end], 1) if state.padded else None
         hidden = self.language_model(h, cos, sin, state.cache, mask)
         state.next_index = state.next_index + 1
         return self.lm_head(hidden[:, -1]).float()

@@ -144,8 +144,10 @@ while hits and time.time() < deadline:
 sys.exit(0 if matched else 1)
 """,
     "qvl-terminal": """#!/bin/sh
+# The log (xterm -l) is what the vm_terminal_output getter reads; $$ becomes xterm's pid.
 cd "$HOME"
-exec xterm -T Terminal -xrm 'XTerm*allowTitleOps: false' -fa Monospace -fs 11 "$@"
+exec xterm -T Terminal -xrm 'XTerm*allowTitleOps: false' -fa Monospace -fs 11 \\
+  -l -lf "$XDG_RUNTIME_DIR/terminal-$$.log" "$@"
 """,
     "gnome-terminal": """#!/bin/sh
 exec qvl-terminal "$@"
@@ -321,6 +323,8 @@ class DesktopEnvironment:
         if self._closed:
             raise RuntimeError("this DesktopEnvironment is closed")
         self._kill_task_processes()
+        for log in (self.root / "runtime").glob("terminal-*.log"):
+            log.unlink()
         self._restore_home()
         shutil.rmtree(self.controller.cache_dir, ignore_errors=True)
         self.action_history = []

@@ -13,6 +13,7 @@ shim starts chromium with that user-data-dir), and live tabs through CDP on the 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sqlite3
 from collections import Counter
@@ -104,6 +105,28 @@ def get_vm_command_line(c: Controller, cfg: dict) -> str:
 
 def get_vm_command_error(c: Controller, cfg: dict) -> str:
     return c.run(cfg["command"], shell=_shell(cfg)).error
+
+
+_ANSI = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[()][A-Za-z0-9]|[=>78])")
+
+
+def get_vm_terminal_output(c: Controller, cfg: dict) -> str | None:
+    """Text of the terminal the user typed into last.
+
+    OSWorld reads the focused gnome-terminal through AT-SPI; here the ctrl+alt+t terminal is an
+    xterm that logs its session (`-l`), so this is the session's text (escape sequences removed),
+    not only what is on screen. None when no terminal is open.
+    """
+    runtime = Path(c.env.get("XDG_RUNTIME_DIR", ""))
+    logs = []
+    for log in runtime.glob("terminal-*.log") if runtime.is_dir() else []:
+        pid = log.stem.split("-", 1)[1]
+        if pid.isdigit() and Path(f"/proc/{pid}").exists():
+            logs.append(log)
+    if not logs:
+        return None
+    text = max(logs, key=lambda p: p.stat().st_mtime).read_bytes().decode("utf-8", errors="replace")
+    return _ANSI.sub("", text).replace("\r\n", "\n").replace("\r", "")
 
 
 def _shell(cfg: dict) -> bool:
@@ -311,6 +334,7 @@ GETTERS: dict[str, Callable[[Controller, dict], Any]] = {
     "list_directory": get_list_directory,
     "vm_command_line": get_vm_command_line,
     "vm_command_error": get_vm_command_error,
+    "vm_terminal_output": get_vm_terminal_output,
     "rule": get_rule,
     "time_diff_range": get_time_diff_range,
     "vm_screen_size": get_vm_screen_size,

@@ -309,7 +309,12 @@ EPISODES = textwrap.dedent("""
     def typed(text):
         return terminal + [{"action": "type", "text": text + "\\n"}, {"action": "wait", "time": 1},
                            {"action": "terminate", "status": "success"}]
-    move, rename, infeasible = sys.argv[1:4]
+    move, rename, infeasible, terminal_setup = sys.argv[1:5]
+    # OSWorld's "show the result on the terminal" shape, with the config of a real task (ctrl+alt+t, activate)
+    show = {"id": "terminal-output", "instruction": "Print 40+14 on the terminal.",
+            "config": json.load(open(terminal_setup))["config"],
+            "evaluator": {"func": "check_include_exclude", "result": {"type": "vm_terminal_output"},
+                          "expected": {"type": "rule", "rules": {"include": ["54\\n"], "exclude": ["error"]}}}}
     out = {}
     with DesktopEnvironment(settle_s=0.2, step_pause_s=0.2) as env:
         out["move_nothing"] = run(env, move, [])
@@ -319,13 +324,17 @@ EPISODES = textwrap.dedent("""
         out["rename_nothing"] = run(env, rename, [{"action": "terminate", "status": "success"}])
         out["infeasible_fail"] = run(env, infeasible, [{"action": "terminate", "status": "failure"}])
         out["infeasible_done"] = run(env, infeasible, [{"action": "terminate", "status": "success"}])
+        out["terminal_solved"] = run(env, show, [{"action": "type", "text": "echo $((40+14))\\n"},
+                                                 {"action": "wait", "time": 1}])
+        out["terminal_nothing"] = run(env, show, [])
     print(json.dumps(out))
 """)
 
 
 @pytest.mark.slow
 def test_real_os_tasks_scripted_through_env_step():
-    p = subprocess.run([sys.executable, "-c", EPISODES, str(OS_MOVE), str(OS_RENAME), str(OS_INFEASIBLE)],
+    p = subprocess.run([sys.executable, "-c", EPISODES, str(OS_MOVE), str(OS_RENAME), str(OS_INFEASIBLE),
+                        str(OSWORLD / "os/5ced85fc-fa1a-4217-95fd-0fb530545ce2.json")],
                        cwd=REPO, capture_output=True, text=True, timeout=240)
     assert p.returncode == 0, p.stderr[-3000:]
     out = json.loads(p.stdout.strip().splitlines()[-1])
@@ -333,4 +342,5 @@ def test_real_os_tasks_scripted_through_env_step():
         "move_nothing": ["scored", 0.0], "move_solved": ["scored", 1.0], "move_fail": ["scored", 0.0],
         "rename_solved": ["scored", 1.0], "rename_nothing": ["scored", 0.0],
         "infeasible_fail": ["scored", 1.0], "infeasible_done": ["scored", 0.0],
+        "terminal_solved": ["scored", 1.0], "terminal_nothing": ["scored", 0.0],
     }

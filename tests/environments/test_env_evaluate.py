@@ -130,9 +130,9 @@ def test_exception_in_getter_or_metric_is_an_error_not_a_pass(ctl):
 def test_unknown_func_or_getter_is_skipped_unsupported(ctl):
     r = evaluate_task(task({"func": "compare_audios", "result": rule(1), "expected": rule(1)}), ctl, [])
     assert (r.status, r.reason) == ("skipped", "unsupported: metric 'compare_audios'")
-    r = evaluate_task(task({"func": "exact_match", "result": {"type": "vm_terminal_output"},
+    r = evaluate_task(task({"func": "exact_match", "result": {"type": "vm_wallpaper"},
                             "expected": rule({"expected": "a"})}), ctl, [])
-    assert (r.status, r.reason) == ("skipped", "unsupported: getter 'vm_terminal_output'")
+    assert (r.status, r.reason) == ("skipped", "unsupported: getter 'vm_wallpaper'")
     r = evaluate_task(task({"func": "", "result": {}, "expected": {}}), ctl, [])
     assert r.status == "skipped" and "no evaluator" in r.reason
 

@@ -46,6 +46,10 @@ SANITY_REPLIES = {
 }
 
 
+class AgentUnavailable(Exception):
+    """The model cannot be loaded or the policy not built: the run stops with this message."""
+
+
 class TaskOutcome(BaseModel):
     """One line of summary.json."""
 
@@ -170,13 +174,14 @@ class Workbench:
         if s.agent in SANITY_REPLIES:
             return ScriptedPolicy([SANITY_REPLIES[s.agent]])
         if self._policy is None:  # model-backed policies are loaded once per worker
-            if s.agent == "openai":
-                if not s.base_url or not s.model:
-                    raise ValueError("--agent openai needs --base-url and --model")
-                self._policy = OpenAIPolicy(s.base_url, s.model, s.api_key, **s.policy_options)
-            else:
-                model = {"model": s.model} if s.model else {}  # else the policy's default checkpoint
-                self._policy = EmbeddedPolicy(**model, **s.policy_options)
+            try:
+                if s.agent == "openai":
+                    self._policy = OpenAIPolicy(s.base_url, s.model, s.api_key, **s.policy_options)
+                else:
+                    model = {"model": s.model} if s.model else {}  # else the policy's default checkpoint
+                    self._policy = EmbeddedPolicy(**model, **s.policy_options)
+            except Exception as e:  # noqa: BLE001 - no task can run without it
+                raise AgentUnavailable(str(e) or type(e).__name__) from e
         return self._policy
 
     def _close(self, name: str) -> None:
@@ -209,11 +214,11 @@ def run_task(bench: Workbench, task: Task, task_dir: Path) -> TaskOutcome:
 
     s = bench.settings
     try:
-        policy = bench.policy(task)
-    except FileNotFoundError as e:  # e.g. no oracle trajectory for this task
+        policy = bench.policy(task)  # AgentUnavailable propagates: it ends the whole run
+    except FileNotFoundError as e:  # no oracle trajectory for this task
         return done("skipped", str(e))
-    except Exception as e:  # noqa: BLE001 - model missing, server unreachable
-        return done("error", f"agent: {type(e).__name__}: {e}")
+    except ValueError as e:  # an unreadable oracle file
+        return done("error", f"oracle: {e}")
     try:
         max_steps = s.max_steps
         if s.agent == "oracle":  # the oracle needs as many steps as it has replies, whatever the budget
@@ -284,6 +289,9 @@ def _worker(settings: EvalSettings, jobs, results) -> None:
                 update={"domain": domain, "path": Path(path) if path else None})
             try:
                 outcome = run_task(bench, task, Path(task_dir))
+            except AgentUnavailable as e:
+                results.put({"fatal": str(e)})
+                break
             except Exception as e:  # noqa: BLE001 - run_task reports its own failures; this is a bug net
                 outcome = TaskOutcome(id=task.id, domain=domain, status="error", reason=f"{type(e).__name__}: {e}")
             results.put(outcome.model_dump())
@@ -425,6 +433,8 @@ def run_suite(tasks: list[Task], out_dir: str | os.PathLike, settings: EvalSetti
                 if not any(w.is_alive() for w in workers):
                     raise RuntimeError("all eval workers exited before finishing their tasks") from None
                 continue
+            if "fatal" in entry:  # e.g. the model is not there: one message, and no task is marked done
+                raise ValueError(f"agent {settings.agent}: {entry['fatal']}")
             remaining -= 1
             n_done += 1
             entries.append(entry)

@@ -179,3 +179,20 @@ def test_cli_bad_input_is_one_line(tmp_path, capsys):
     assert scores(out) == {one.id: ("scored", 1.0)}
     assert main(["eval", str(one.path), "--agent", "done", "--out", str(out)]) == 1
     assert "resume it with the same --agent" in capsys.readouterr().err
+
+
+def test_missing_model_stops_the_run_with_one_line_and_missing_oracle_skips(tmp_path, capsys):
+    one = next(t for t in BUNDLED if t.id == "settings-two-factor-infeasible")
+    out = tmp_path / "emb"
+    assert main(["eval", str(one.path), "--agent", "embedded", "--model", str(tmp_path / "no-such-model"),
+                 "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: agent embedded: ") and "no-such-model" in err and "\n" not in err
+    assert summary(out)["tasks"] == []  # nothing counted as done: a rerun with the model runs everything
+
+    lone = tmp_path / "lone" / "t.json"
+    lone.parent.mkdir()
+    lone.write_text(one.path.read_text().replace(one.id, "t"))
+    assert main(["eval", str(lone), "--agent", "oracle", "--out", str(tmp_path / "o")]) == 0
+    [entry] = summary(tmp_path / "o")["tasks"]
+    assert entry["status"] == "skipped" and "has no oracle trajectory" in entry["reason"]

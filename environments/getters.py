@@ -263,6 +263,15 @@ def get_cookie_data(c: Controller, cfg: dict) -> list[tuple]:
     return _sqlite_rows(c, "Cookies", cfg.get("dest", "Cookies"), "SELECT * FROM cookies")
 
 
+def get_find_installed_extension_name(c: Controller, cfg: dict) -> list[str]:
+    """`name` of every installed extension (`Extensions/<id>/<version>/manifest.json`)."""
+    root = c.map_path(f"{CHROME_PROFILE}/Extensions")
+    names = []
+    for manifest in sorted(root.glob("*/*/manifest.json")) if root.is_dir() else []:
+        names.append(json.loads(manifest.read_text(encoding="utf-8-sig")).get("name"))
+    return names
+
+
 def get_shortcuts_on_desktop(c: Controller, cfg: dict) -> dict[str, str]:
     desktop = c.map_path("~/Desktop")
     if not desktop.is_dir():
@@ -356,6 +365,7 @@ GETTERS: dict[str, Callable[[Controller, dict], Any]] = {
     "history": get_history,
     "cookie_data": get_cookie_data,
     "shortcuts_on_desktop": get_shortcuts_on_desktop,
+    "find_installed_extension_name": get_find_installed_extension_name,
     "open_tabs_info": get_open_tabs_info,
     "active_tab_info": get_active_tab_info,
     "active_url_from_accessTree": get_active_url_from_accessTree,

@@ -331,6 +331,17 @@ def test_chrome_profile_getters_read_the_sandbox_profile(ctl):
     assert G.GETTERS["bookmarks"](ctl, {}) is None  # no Bookmarks file yet
 
 
+def test_installed_extensions_getter_with_its_metric(ctl):
+    ext = ctl.map_path("~/.config/google-chrome/Default/Extensions/abcdef/1.0_0")
+    ext.mkdir(parents=True)
+    (ext / "manifest.json").write_text(json.dumps({"name": "Zotero Connector", "version": "1.0"}))
+    t = task({"func": "is_expected_installed_extensions", "result": {"type": "find_installed_extension_name"},
+              "expected": rule({"type": "list", "expected": ["Zotero Connector"]})})
+    assert evaluate_task(t, ctl, []).score == 1.0
+    (ext / "manifest.json").write_text(json.dumps({"name": "Other", "version": "1.0"}))
+    assert evaluate_task(t, ctl, []).score == 0.0
+
+
 def test_vm_file_multi_gives_and_missing(ctl):
     (ctl.home / "a.txt").write_text("a")
     got = G.GETTERS["vm_file"](ctl, {"path": ["/home/user/a.txt", "/home/user/b.txt"], "dest": ["a.txt", "b.txt"],

@@ -7,8 +7,8 @@ Output, per task, OSWorld's layout plus our summary:
     <out>/summary.json   {"run": {...}, "tasks": [{id, domain, status, score, steps, seconds, reason}], "by_domain": {...}}
 
 summary.json is rewritten after every task, so a killed run keeps what it finished; running again into
-the same folder resumes: scored tasks (summary entry + result.txt) and skipped tasks are not rerun,
-errors are retried. Tasks run in worker processes (`parallel` of them), each with its own environments:
+the same folder resumes: scored tasks (summary entry + result.txt) are not rerun, skipped and failed
+ones are tried again. Tasks run in worker processes (`parallel` of them), each with its own environments:
 a headless browser for browser-only tasks, a private Xvfb desktop for the rest. The parent never opens a
 display, so pyautogui's one-display-per-process rule holds.
 """
@@ -316,9 +316,8 @@ def read_summary(out_dir: Path) -> dict:
 
 
 def finished(out_dir: Path, entry: dict) -> bool:
-    """Done for good: scored with its result.txt on disk, or skipped (rerunning would skip again)."""
-    if entry.get("status") == "skipped":
-        return True
+    """Done for good: scored, with its result.txt on disk. Skipped and failed tasks are tried again, since
+    what stopped them (a missing mirror file or app, a crashed browser) may have been fixed since."""
     return entry.get("status") == "scored" and (out_dir / entry["domain"] / entry["id"] / RESULT_FILE).is_file()
 
 
@@ -399,7 +398,7 @@ def run_suite(tasks: list[Task], out_dir: str | os.PathLike, settings: EvalSetti
     if previous.get("run") and previous["run"].get("agent") != settings.agent:
         raise ValueError(f"{out} holds a run of agent {previous['run'].get('agent')!r}; "
                          f"resume it with the same --agent or choose another --out")
-    # Finished entries stay in the summary (also those of tasks outside this selection); errors are retried.
+    # Finished entries stay in the summary (also those of tasks outside this selection).
     entries = [e for e in previous.get("tasks", []) if finished(out, e)]
     done_keys = {_task_key(e["domain"], e["id"]) for e in entries}
     todo = [t for t in tasks if _task_key(t.domain, t.id) not in done_keys]

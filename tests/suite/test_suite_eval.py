@@ -95,7 +95,7 @@ def _browser_task(task_id: str, evaluator: dict) -> dict:
             "evaluator": evaluator}
 
 
-def test_skipped_and_error_tasks_are_reported_never_passed(tmp_path):
+def test_skipped_and_error_tasks_are_reported_never_passed(tmp_path, capsys):
     folder = tmp_path / "tasks" / "odd"
     folder.mkdir(parents=True)
     tasks = {
@@ -131,6 +131,12 @@ def test_skipped_and_error_tasks_are_reported_never_passed(tmp_path):
         assert (out / "odd" / task_id / "result.txt").exists() == (e["status"] == "scored")
     odd = summary(out)["by_domain"]["odd"]
     assert (odd["tasks"], odd["scored"], odd["skipped"], odd["error"], odd["mean_score"]) == (4, 1, 2, 1, 0.0)
+
+    # resuming keeps the scored task and tries the others again (a mirror or a fix may have come since)
+    capsys.readouterr()
+    assert main(["eval", str(folder.parent), "--agent", "done", "--out", str(out)]) == 0
+    assert "1 task(s) already done, 3 to run" in capsys.readouterr().out
+    assert {e["id"]: e["status"] for e in summary(out)["tasks"]} == {i: e["status"] for i, e in entries.items()}
 
 
 def test_killed_run_keeps_finished_tasks(tmp_path):

@@ -334,10 +334,12 @@ class DesktopEnvironment:
         extra: dict[str, Any] = {}
         if self.task is not None:
             extra.update(task_id=self.task.id, instruction=self.task.instruction)
-            self.skip_reason = offline_blocker(self.task, self.controller) or evaluation_blocker(self.task, self.controller)
+            self.skip_reason = (offline_blocker(self.task, self.controller)
+                                or evaluation_blocker(self.task, self.controller))
             if self.skip_reason is None:
                 try:
                     run_steps(self.task.config, self.controller, phase="config")
+                    time.sleep(self.settle_s)  # let launched apps draw before the first screenshot
                 except TaskSkipped as e:
                     self.skip_reason = e.reason
                 except SetupError as e:
@@ -345,7 +347,6 @@ class DesktopEnvironment:
                     extra["setup_error"] = self.setup_error
             if self.skip_reason is not None:
                 extra["skipped"] = self.skip_reason
-            time.sleep(self.settle_s)
         return self._observe(extra)
 
     def _observe(self, extra: dict | None = None) -> Observation:

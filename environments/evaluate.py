@@ -86,7 +86,7 @@ def evaluate_task(task: Task, controller: Controller, action_history: list[Any])
     if ev.func == "infeasible":
         score = 1.0 if is_fail(last) else 0.0
         return EvalResult(status="scored", score=score,
-                          reason="infeasible task: " + ("agent answered FAIL" if score else "agent did not answer FAIL"),
+                          reason="infeasible task: agent " + ("answered FAIL" if score else "did not answer FAIL"),
                           details={"last_action_fail": is_fail(last)})
     if is_fail(last):
         return EvalResult(status="scored", score=0.0, reason="agent answered FAIL on a feasible task")

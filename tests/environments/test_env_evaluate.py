@@ -98,7 +98,8 @@ def test_options_are_passed_per_metric(ctl):
 
 
 def test_missing_vm_file_scores_zero(ctl):
-    t = task({"func": "compare_text_file", "result": {"type": "vm_file", "path": "/home/user/out.txt", "dest": "out.txt"},
+    t = task({"func": "compare_text_file",
+              "result": {"type": "vm_file", "path": "/home/user/out.txt", "dest": "out.txt"},
               "expected": {"type": "vm_file", "path": "/home/user/gold.txt", "dest": "gold.txt"}})
     (ctl.home / "gold.txt").write_text("hi\n")
     r = evaluate_task(t, ctl, [])

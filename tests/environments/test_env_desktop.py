@@ -90,6 +90,9 @@ def test_ctrl_alt_t_opens_a_window_titled_terminal(env):
     assert r.returncode == 0, r.error
     assert env.controller.wait_for_window(["Terminal"], timeout=10) == "Terminal"
     assert "Terminal" in env.controller.run(["wmctrl", "-l"]).output
+    size = G.GETTERS["vm_window_size"](env.controller, {"app_class_name": "xterm"})
+    assert 100 < size["width"] < 1920 and 100 < size["height"] < 1080
+    assert G.GETTERS["vm_screen_size"](env.controller, {}) == {"width": 1920, "height": 1080}
     # the terminal's shell runs in the sandbox home, and reset closes it
     env.reset()
     assert "Terminal" not in env.controller.window_titles()

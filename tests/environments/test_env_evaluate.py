@@ -332,6 +332,28 @@ def test_chrome_profile_getters_read_the_sandbox_profile(ctl):
     assert G.GETTERS["bookmarks"](ctl, {}) is None  # no Bookmarks file yet
 
 
+def test_cookie_getter_with_is_cookie_deleted(ctl):
+    db = ctl.map_path("~/.config/google-chrome/Default/Cookies")
+    db.parent.mkdir(parents=True)
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE cookies (creation_utc INTEGER, host_key TEXT, name TEXT, value TEXT)")
+    con.execute("INSERT INTO cookies VALUES (1, '.amazon.com', 'session-id', 'x'), (2, '.bbc.co.uk', 'ckns', 'y')")
+    con.commit()
+    con.close()
+    t = task({"func": "is_cookie_deleted", "result": {"type": "cookie_data", "dest": "Cookies"},
+              "expected": rule({"type": "domains", "domains": [".amazon.com"]})})
+    r = evaluate_task(t, ctl, [])
+    assert r.score == 0.0 and ".amazon.com" in r.details["metrics"][0]["result"]
+    con = sqlite3.connect(db)
+    con.execute("DELETE FROM cookies WHERE host_key LIKE '%amazon%'")
+    con.commit()
+    con.close()
+    assert evaluate_task(t, ctl, []).score == 1.0
+    db.unlink()
+    r = evaluate_task(t, ctl, [])  # no Cookies database at all: the getter's FileNotFoundError scores 0
+    assert (r.status, r.score) == ("scored", 0.0) and "file not found" in r.reason
+
+
 def test_installed_extensions_getter_with_its_metric(ctl):
     ext = ctl.map_path("~/.config/google-chrome/Default/Extensions/abcdef/1.0_0")
     ext.mkdir(parents=True)

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import re
 import json
+import re
 import sqlite3
 import subprocess
 import tempfile
@@ -90,7 +90,7 @@ def substitute(command: str | list[str], controller: Controller) -> str | list[s
 
 # ---- steps -----------------------------------------------------------------------------------
 def step_execute(c: Controller, command: str | list[str], shell: Any = False, stdout: str = "",
-                 stderr: str = "", until: dict | None = None, **_: Any) -> None:
+                 stderr: str = "", until: dict | None = None) -> None:
     command = substitute(command, c)
     shell = truthy(shell)
     failures = 0
@@ -109,16 +109,13 @@ def step_execute(c: Controller, command: str | list[str], shell: Any = False, st
 
 
 def _until_met(until: dict, result) -> bool:
-    if "returncode" in until and result.returncode != until["returncode"]:
-        return False
-    if "stdout" in until and until["stdout"] not in result.output:
-        return False
-    if "stderr" in until and until["stderr"] not in result.error:
-        return False
-    return True
+    """OSWorld stops re-running as soon as any one of the given conditions holds."""
+    return (("returncode" in until and result.returncode == until["returncode"])
+            or ("stdout" in until and until["stdout"] in result.output)
+            or ("stderr" in until and until["stderr"] in result.error))
 
 
-def step_launch(c: Controller, command: str | list[str], shell: Any = False, **_: Any) -> None:
+def step_launch(c: Controller, command: str | list[str], shell: Any = False) -> None:
     shell = truthy(shell)
     if not shell:
         exe = command.split()[0] if isinstance(command, str) else command[0]
@@ -127,11 +124,11 @@ def step_launch(c: Controller, command: str | list[str], shell: Any = False, **_
     c.launch(command, shell=shell)
 
 
-def step_sleep(c: Controller, seconds: float, **_: Any) -> None:
+def step_sleep(c: Controller, seconds: float) -> None:
     time.sleep(float(seconds))
 
 
-def step_open(c: Controller, path: str, **_: Any) -> None:
+def step_open(c: Controller, path: str) -> None:
     target = c.map_path(path)
     if target.exists():
         c.launch(["xdg-open", str(target)])
@@ -145,12 +142,12 @@ def step_open(c: Controller, path: str, **_: Any) -> None:
     c.activate_window(target.stem)
 
 
-def step_download(c: Controller, files: list[dict], **_: Any) -> None:
+def step_download(c: Controller, files: list[dict]) -> None:
     for f in files:
         c.put_file(f["path"], fetch(f["url"], c, dest=f["path"]))
 
 
-def step_upload_file(c: Controller, files: list[dict], **_: Any) -> None:
+def step_upload_file(c: Controller, files: list[dict]) -> None:
     for f in files:
         src = Path(f["local_path"])
         if not src.is_file():
@@ -158,17 +155,15 @@ def step_upload_file(c: Controller, files: list[dict], **_: Any) -> None:
         c.put_file(f["path"], src.read_bytes())
 
 
-def step_activate_window(c: Controller, window_name: str, strict: Any = False, by_class: Any = False,
-                         **_: Any) -> None:
+def step_activate_window(c: Controller, window_name: str, strict: Any = False, by_class: Any = False) -> None:
     c.activate_window(window_name, truthy(strict), truthy(by_class))
 
 
-def step_close_window(c: Controller, window_name: str, strict: Any = False, by_class: Any = False,
-                      **_: Any) -> None:
+def step_close_window(c: Controller, window_name: str, strict: Any = False, by_class: Any = False) -> None:
     c.close_window(window_name, truthy(strict), truthy(by_class))
 
 
-def step_chrome_open_tabs(c: Controller, urls_to_open: list[str], **_: Any) -> None:
+def step_chrome_open_tabs(c: Controller, urls_to_open: list[str]) -> None:
     with cdp_browser(c) as browser:
         context = browser.contexts[0]
         for i, url in enumerate(urls_to_open):
@@ -181,7 +176,7 @@ def step_chrome_open_tabs(c: Controller, urls_to_open: list[str], **_: Any) -> N
                 context.pages[0].close()
 
 
-def step_chrome_close_tabs(c: Controller, urls_to_close: list[str], **_: Any) -> None:
+def step_chrome_close_tabs(c: Controller, urls_to_close: list[str]) -> None:
     from environments.metrics import compare_urls
 
     time.sleep(1)  # OSWorld sleeps 5 s so the tabs opened just before have settled
@@ -194,7 +189,7 @@ def step_chrome_close_tabs(c: Controller, urls_to_close: list[str], **_: Any) ->
                     break
 
 
-def step_update_browse_history(c: Controller, history: list[dict], **_: Any) -> None:
+def step_update_browse_history(c: Controller, history: list[dict]) -> None:
     db = c.map_path("~/.config/google-chrome/Default/History")
     db.parent.mkdir(parents=True, exist_ok=True)
     db.write_bytes(history_template())

@@ -192,6 +192,10 @@ def test_execute_list_form_stdout_capture_and_until(ctl):
     run_steps(steps, ctl)
     assert (ctl.task_cache / "out.log").read_text() == "listed\n"
     assert (ctl.home / "n").read_text() == "3\n"  # re-run until stdout contained 3
+    # conditions are alternatives: the return code already matches, so it runs once
+    run_steps([SetupStep(type="execute", parameters={"command": "echo x >> runs", "shell": True,
+                                                     "until": {"returncode": 0, "stdout": "never"}})], ctl)
+    assert (ctl.home / "runs").read_text() == "x\n"
     assert G.GETTERS["cache_file"](ctl, {"path": "out.log"}).endswith("out.log")
 
 

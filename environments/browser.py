@@ -42,6 +42,13 @@ def runs_in_browser(task: Task) -> bool:
     return "chrome_open_tabs" in types and types <= BROWSER_STEP_TYPES
 
 
+def start_on_sites(task: Task, server: SiteServer) -> Task:
+    """`task` pointed at `server` ({SITE}, {SITE_STATE} filled in), with the server's state reset for it."""
+    server.reset_state()
+    filled = Task.model_validate(fill_site_placeholders(task.model_dump(mode="json"), server))
+    return filled.model_copy(update={"domain": task.domain, "path": task.path})
+
+
 class BrowserEnvironment:
     """One headless chromium page; implements environments.base.Environment."""
 
@@ -88,9 +95,7 @@ class BrowserEnvironment:
                 self.executor.goto(self.start_url)
             return self.observe(extra)
         if uses_sites(self.task.model_dump(mode="json")):
-            self.sites.reset_state()
-            filled = Task.model_validate(fill_site_placeholders(self.task.model_dump(mode="json"), self.sites))
-            self.task = filled.model_copy(update={"domain": self.task.domain, "path": self.task.path})
+            self.task = start_on_sites(self.task, self.sites)
         extra.update(task_id=self.task.id, instruction=self.task.instruction)
         self.skip_reason = (self._desktop_steps() or offline_blocker(self.task, self.controller)
                             or evaluation_blocker(self.task, self.controller))

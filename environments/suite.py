@@ -203,7 +203,7 @@ def run_task(bench: Workbench, task: Task, task_dir: Path) -> TaskOutcome:
     """Reset, run the agent, evaluate: one task, never raising (failures become skipped/error outcomes)."""
     from agent.loop import AgentConfig, run_episode
     from agent.trajectory import RunHeader
-    from environments.browser import runs_in_browser
+    from environments.browser import runs_in_browser, start_on_sites
 
     t0 = time.perf_counter()
     outcome = dict(id=task.id, domain=task.domain or "", steps=0)
@@ -225,12 +225,9 @@ def run_task(bench: Workbench, task: Task, task_dir: Path) -> TaskOutcome:
             max_steps = max(max_steps, len(policy.responses))
         config = AgentConfig(max_steps=max_steps, prompt_profile=s.prompt_profile, coord_divisor=s.coord_divisor)
         env = bench.environment(task)
-        spec = task.model_dump(mode="json")
-        sites_used = uses_sites(spec)
-        if sites_used:  # fresh site state per task, and the task's placeholders point at this worker's server
-            bench.sites.reset_state()
-            task = Task.model_validate(fill_site_placeholders(spec, bench.sites)).model_copy(
-                update={"domain": task.domain, "path": task.path})
+        sites_used = uses_sites(task.model_dump(mode="json"))
+        if sites_used:  # desktop tasks too may name the bundled sites: this worker's server serves them
+            task = start_on_sites(task, bench.sites)
         first_obs = env.reset(task)
     except Exception as e:  # noqa: BLE001 - a display or browser that will not start is this task's error
         return done("error", f"setup: {type(e).__name__}: {e}")

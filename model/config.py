@@ -113,6 +113,43 @@ class TextConfig(_Section):
                 and (layer + 1) % self.decoder_sparse_step == 0)
 
 
+class QuantizationConfig(_Section):
+    """`quantization_config` of a fine-grained FP8 checkpoint (the only scheme this runtime runs).
+
+    Which modules are quantized is read from the checkpoint itself (a `weight_scale_inv` next to a weight);
+    `modules_to_not_convert` is informational here."""
+
+    quant_method: str
+    fmt: str = "e4m3"
+    activation_scheme: str = "dynamic"
+    weight_block_size: tuple[int, int]
+    modules_to_not_convert: tuple[str, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalise(cls, data: dict) -> dict:
+        data = dict(data)
+        if data.get("modules_to_not_convert") is None:
+            data.pop("modules_to_not_convert", None)
+        if data.get("quant_method") == "fp8" and not data.get("weight_block_size"):
+            raise ValueError("per-tensor fp8 (no weight_block_size) is not supported; this runtime runs "
+                             "block-quantized fp8 checkpoints (weight_block_size [128, 128])")
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> "QuantizationConfig":
+        if self.quant_method != "fp8":
+            raise ValueError(f"quant_method {self.quant_method!r} is not supported (this runtime runs fine-grained "
+                             "'fp8' checkpoints with weight_block_size)")
+        if self.fmt != "e4m3":
+            raise ValueError(f"fp8 format {self.fmt!r} is not supported (e4m3 only)")
+        if self.activation_scheme != "dynamic":
+            raise ValueError(f"activation_scheme {self.activation_scheme!r} is not supported (dynamic only)")
+        if min(self.weight_block_size) < 1:
+            raise ValueError(f"weight_block_size {list(self.weight_block_size)} must be positive")
+        return self
+
+
 class Qwen3VLConfig(_Section):
     """The whole checkpoint config; `text` and `vision` are the config.json sub-dicts."""
 
@@ -124,6 +161,7 @@ class Qwen3VLConfig(_Section):
     vision_start_token_id: int = 151652
     vision_end_token_id: int = 151653
     tie_word_embeddings: bool = False
+    quantization: QuantizationConfig | None = Field(default=None, alias="quantization_config")
     # from generation_config.json when present
     eos_token_ids: tuple[int, ...] = (151645, 151643)
     pad_token_id: int = 151643

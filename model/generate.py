@@ -3,11 +3,17 @@
 Generation = one prefill over the (left-padded) prompts into a preallocated KV cache, then one decode step
 per new token for the whole batch. Decode positions continue each row's 3-D positions through its rope
 delta, so a padded row produces the same tokens as the prompt alone.
+
+Tensor parallelism (`tensor_parallel_size=N`, model/parallel.py): this process is rank 0 and drives N-1 worker
+processes; `logits()` and `generate()` run on every rank in lockstep, and each sampled token is broadcast from
+rank 0 so all ranks extend their KV caches with the same tokens.
 """
 
 from __future__ import annotations
 
+import os
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -16,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from model.config import Qwen3VLConfig
+from model.parallel import TensorParallel, WorkerPool
 from model.rope import mrope_axis_of_slot, mrope_cos_sin, rope_index, text_inv_freq
 from model.text import KVCache, TextDecoder, attention_mask_for
 from model.vision import VisionEncoder
@@ -89,17 +96,19 @@ class Prefill:
 class Qwen3VL(nn.Module):
     """Qwen3-VL (dense or MoE) for inference. Build with `Qwen3VL.from_pretrained(path_or_repo_id)`."""
 
-    def __init__(self, config: Qwen3VLConfig, source: Path | None = None):
+    def __init__(self, config: Qwen3VLConfig, source: Path | None = None, tp: TensorParallel = TensorParallel()):
         super().__init__()
         self.config = config
         self.source = source
-        self.visual = VisionEncoder(config.vision)
-        self.language_model = TextDecoder(config.text)
+        self.tp = tp
+        self.visual = VisionEncoder(config.vision)          # replicated on every tensor-parallel rank
+        self.language_model = TextDecoder(config.text, tp)
         self.lm_head = nn.Linear(config.text.hidden_size, config.text.vocab_size, bias=False)
         t = config.text
         self._inv_freq = text_inv_freq(t.head_dim, t.rope_theta)
         self._slot_axis = mrope_axis_of_slot(t.mrope_section, t.head_dim // 2)
         self._preprocessor = None
+        self._workers: WorkerPool | None = None
         self.timings: dict[str, float] = {}
 
     # ------------------------------------------------------------------ loading
@@ -107,17 +116,49 @@ class Qwen3VL(nn.Module):
     @classmethod
     def from_pretrained(cls, path_or_repo_id: str | Path, dtype: torch.dtype = torch.bfloat16,
                         device: str | torch.device = "cpu",
-                        progress: Callable[[int, int], None] | None = None) -> "Qwen3VL":
-        """Load a checkpoint folder or a Hub id from the local HF cache; progress(done, total) per tensor."""
-        from model.loader import CheckpointReader, load_state, resolve_model_path, safetensors_files
+                        progress: Callable[[int, int], None] | None = None,
+                        tensor_parallel_size: int | None = None) -> "Qwen3VL":
+        """Load a checkpoint folder or a Hub id from the local HF cache; progress(done, total) per tensor.
+
+        tensor_parallel_size=N > 1 shards the text decoder over N ranks: this process is rank 0 and starts N-1
+        worker processes (CPU: gloo; CUDA: NCCL, rank r on cuda:index+r); `close()` (or exit) stops them. Under
+        torchrun (WORLD_SIZE > 1 in the environment) each launched process loads its own rank instead."""
+        from model.loader import resolve_model_path
 
         device = torch.device(device)
         folder = resolve_model_path(path_or_repo_id)
+        launched = int(os.environ.get("WORLD_SIZE", "1") or 1)
+        n = launched if tensor_parallel_size is None else tensor_parallel_size
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"tensor_parallel_size must be a positive integer, got {tensor_parallel_size!r}")
+        if launched > 1:
+            if n != launched:
+                raise ValueError(f"tensor_parallel_size={n} but this process was launched as one of "
+                                 f"WORLD_SIZE={launched} ranks (torchrun); they must agree")
+            from model.parallel import init_tensor_parallel
+
+            rank = int(os.environ.get("RANK", "0"))
+            if device.type == "cuda":
+                device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
+            tp = init_tensor_parallel(device=device)
+            return cls.load_rank(folder, dtype, device, tp, progress if rank == 0 else None)
+        if n == 1:
+            return cls.load_rank(folder, dtype, device, TensorParallel(), progress)
+        return cls._load_with_workers(folder, dtype, device, n, progress)
+
+    @classmethod
+    def load_rank(cls, folder: Path | str, dtype: torch.dtype, device: torch.device, tp: TensorParallel,
+                  progress: Callable[[int, int], None] | None = None) -> "Qwen3VL":
+        """This rank's shard of the checkpoint in `folder` (the whole model when tp.world_size == 1)."""
+        from model.loader import CheckpointReader, load_state, safetensors_files, use_fp8_modules
+
+        folder = Path(folder)
         config = Qwen3VLConfig.from_folder(folder)
         reader = CheckpointReader(safetensors_files(folder), device)
         with torch.device("meta"):
-            model = cls(config, source=folder)
-        state = load_state(model, config, reader, dtype, progress)
+            model = cls(config, source=folder, tp=tp)
+        use_fp8_modules(model, config, reader, dtype)
+        state = load_state(model, config, reader, dtype, progress, tp)
         model.load_state_dict(state, strict=True, assign=True)
         model.requires_grad_(False)
         model._inv_freq = model._inv_freq.to(device)
@@ -125,6 +166,73 @@ class Qwen3VL(nn.Module):
         if state["lm_head.weight"] is state["language_model.embed_tokens.weight"]:
             model.lm_head.weight = model.language_model.embed_tokens.weight   # tied: one parameter
         return model.eval()
+
+    @classmethod
+    def _load_with_workers(cls, folder: Path, dtype: torch.dtype, device: torch.device, n: int,
+                           progress: Callable[[int, int], None] | None) -> "Qwen3VL":
+        import torch.distributed as dist
+
+        from model.loader import CheckpointReader, plan_state, safetensors_files, use_fp8_modules
+        from model.parallel import _free_port, collective_timeout_s, init_tensor_parallel
+
+        if device.type == "cuda":
+            first = device.index or 0
+            if first + n > torch.cuda.device_count():
+                raise ValueError(f"tensor_parallel_size={n} from {device} needs GPUs {first}..{first + n - 1}, "
+                                 f"but {torch.cuda.device_count()} are visible")
+            devices = [torch.device("cuda", first + r) for r in range(n)]
+        elif device.type == "cpu":
+            devices = [device] * n
+        else:
+            raise ValueError(f"tensor parallelism runs on cpu or cuda devices, not {device}")
+        if dist.is_initialized():
+            raise ValueError("this process already belongs to a torch.distributed process group; use torchrun "
+                             "(one process per rank) or close() the other tensor-parallel model first")
+        # every rank's shard is worked out from tensor shapes first: a checkpoint that cannot be split is refused
+        # before any process starts
+        config = Qwen3VLConfig.from_folder(folder)
+        reader = CheckpointReader(safetensors_files(folder), torch.device("cpu"))
+        for rank in range(n):
+            tp = TensorParallel(rank, n)
+            with torch.device("meta"):
+                shard = cls(config, source=folder, tp=tp)
+            use_fp8_modules(shard, config, reader, dtype)
+            plan_state(shard, config, reader, tp)
+        del reader, shard
+
+        init_method = f"tcp://127.0.0.1:{_free_port()}"
+        pool = WorkerPool.start(n, dict(folder=str(folder), dtype=str(dtype).removeprefix("torch."),
+                                        devices=[str(d) for d in devices], init_method=init_method))
+        try:
+            tp = init_tensor_parallel(rank=0, world_size=n, init_method=init_method, device=devices[0])
+            pool.owns_process_group = True
+            model = cls.load_rank(folder, dtype, devices[0], tp, progress)
+            pool.wait(timeout_s=collective_timeout_s())
+        except BaseException:
+            pool.close()
+            raise
+        model._workers = pool
+        weakref.finalize(model, pool.close)   # also runs at interpreter exit
+        return model
+
+    def close(self) -> None:
+        """Stop the tensor-parallel worker processes (no-op for a single-process model)."""
+        if self._workers is not None:
+            self._workers.close()
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """Process ids of the tensor-parallel workers this process started (empty when there are none)."""
+        return [] if self._workers is None else self._workers.pids
+
+    def _on_all_ranks(self, method: str, kwargs: dict, local_only: dict | None = None):
+        """Run `method(**kwargs)` here and, when this process drives tensor-parallel workers, on every worker."""
+        def local():
+            return getattr(self, method)(**kwargs, **(local_only or {}))
+
+        if self._workers is None:
+            return local()
+        return self._workers.run(method, kwargs, local)
 
     @property
     def preprocessor(self):
@@ -204,12 +312,19 @@ class Qwen3VL(nn.Module):
             return self.lm_head(hidden[:, -1]).unsqueeze(1), attention_mask, rope_deltas
         return self.lm_head(hidden), attention_mask, rope_deltas
 
-    @torch.inference_mode()
     def logits(self, input_ids: Tensor, attention_mask: Tensor | None = None, pixel_values: Tensor | None = None,
                image_grid_thw: Tensor | None = None, pixel_values_videos: Tensor | None = None,
                video_grid_thw: Tensor | None = None, mm_token_type_ids: Tensor | None = None) -> Tensor:
         """Logits of every position [B, L, vocab] (same inputs as transformers' processor returns;
         mm_token_type_ids is accepted for that reason and not needed: types follow from input_ids)."""
+        return self._on_all_ranks("_logits", dict(
+            input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values,
+            image_grid_thw=image_grid_thw, pixel_values_videos=pixel_values_videos, video_grid_thw=video_grid_thw))
+
+    @torch.inference_mode()
+    def _logits(self, input_ids: Tensor, attention_mask: Tensor | None, pixel_values: Tensor | None,
+                image_grid_thw: Tensor | None, pixel_values_videos: Tensor | None,
+                video_grid_thw: Tensor | None) -> Tensor:
         logits, _, _ = self._prompt_pass(input_ids, attention_mask, pixel_values, image_grid_thw,
                                          pixel_values_videos, video_grid_thw, cache=None, all_logits=True)
         return logits
@@ -218,8 +333,8 @@ class Qwen3VL(nn.Module):
                 pixel_values_videos, video_grid_thw, capacity: int) -> Prefill:
         B, L = input_ids.shape
         t = self.config.text
-        cache = KVCache.allocate(t.num_hidden_layers, B, t.num_key_value_heads, capacity, t.head_dim,
-                                 self.dtype, self.device)
+        n_kv_heads = self.language_model.layers[0].self_attn.num_kv_heads     # this rank's kv heads
+        cache = KVCache.allocate(t.num_hidden_layers, B, n_kv_heads, capacity, t.head_dim, self.dtype, self.device)
         logits, attention_mask, rope_deltas = self._prompt_pass(
             input_ids, attention_mask, pixel_values, image_grid_thw, pixel_values_videos, video_grid_thw,
             cache, all_logits=False)
@@ -241,7 +356,6 @@ class Qwen3VL(nn.Module):
 
     # ------------------------------------------------------------------ generation
 
-    @torch.inference_mode()
     def generate(self, input_ids: Tensor, attention_mask: Tensor | None = None, pixel_values: Tensor | None = None,
                  image_grid_thw: Tensor | None = None, pixel_values_videos: Tensor | None = None,
                  video_grid_thw: Tensor | None = None, max_new_tokens: int = 32, temperature: float = 0.0,
@@ -252,6 +366,19 @@ class Qwen3VL(nn.Module):
 
         Stops a row at any of `eos_token_ids` (default: the checkpoint's generation_config.json); the eos
         token itself is returned. `stream(tokens [B])` is called after every step."""
+        kwargs = dict(input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values,
+                      image_grid_thw=image_grid_thw, pixel_values_videos=pixel_values_videos,
+                      video_grid_thw=video_grid_thw, max_new_tokens=max_new_tokens, temperature=temperature,
+                      top_p=top_p, top_k=top_k, repetition_penalty=repetition_penalty,
+                      presence_penalty=presence_penalty, seed=seed, eos_token_ids=eos_token_ids)
+        return self._on_all_ranks("_generate", kwargs, local_only=dict(stream=stream))
+
+    @torch.inference_mode()
+    def _generate(self, input_ids: Tensor, attention_mask: Tensor | None, pixel_values: Tensor | None,
+                  image_grid_thw: Tensor | None, pixel_values_videos: Tensor | None, video_grid_thw: Tensor | None,
+                  max_new_tokens: int, temperature: float, top_p: float, top_k: int, repetition_penalty: float,
+                  presence_penalty: float, seed: int | None, eos_token_ids: list[int] | None,
+                  stream: StreamCallback | None = None) -> Tensor:
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         params = SamplingParams(temperature, top_p, top_k, repetition_penalty, presence_penalty).check()
@@ -279,7 +406,7 @@ class Qwen3VL(nn.Module):
         t1 = time.perf_counter()
         steps = 0
         for step in range(max_new_tokens):
-            token = next_tokens(logits, params, seen, generated, generator)
+            token = self.tp.broadcast(next_tokens(logits, params, seen, generated, generator))   # rank 0's choice
             token = torch.where(done, torch.full_like(token, pad_id), token)
             out[:, step] = token
             steps = step + 1

@@ -4,6 +4,14 @@ safetensors (single file or sharded with model.safetensors.index.json) into the 
 Checkpoint names map onto module names by prefix (`model.visual.` -> `visual.`, `model.language_model.` ->
 `language_model.`); the only reshapes are the patch-embedding Conv3d (a matmul here) and MoE experts
 (any on-disk layout, through model.moe.load_expert_weights).
+
+FP8 checkpoints (quantization_config quant_method "fp8" with weight_block_size): every linear whose checkpoint
+weight is float8_e4m3fn becomes a `model.quant.Fp8Linear` (MoE experts a `model.quant.Fp8Experts`) before
+loading, so weights stay FP8 in memory next to float32 `weight_scale_inv`; everything else loads in `dtype`.
+
+Tensor parallelism: each rank reads only its slice of a sharded tensor (safetensors `get_slice`) and only its
+experts; `plan_state` works out every rank's slices from tensor shapes alone, so a checkpoint that cannot be
+split is refused before any weight is read or any worker started.
 """
 
 from __future__ import annotations
@@ -14,9 +22,11 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from model.config import Qwen3VLConfig
+from model.parallel import TensorParallel, is_row_parallel_bias, text_param_shard
+from model.quant import BLOCK, FP8_DTYPE
 
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
@@ -73,6 +83,7 @@ class CheckpointReader:
     def __init__(self, files: list[Path], device: torch.device):
         from safetensors import safe_open
 
+        self.device = device
         self.handles = []
         self.where: dict[str, int] = {}
         for f in files:
@@ -88,10 +99,20 @@ class CheckpointReader:
     def names(self) -> set[str]:
         return set(self.where)
 
-    def get(self, name: str) -> Tensor:
+    def shape(self, name: str) -> tuple[int, ...]:
+        f, handle = self.handles[self.where[name]]
+        return tuple(handle.get_slice(name).get_shape())
+
+    def dtype(self, name: str) -> str:
+        """safetensors dtype code: F32, BF16, F8_E4M3, ..."""
+        f, handle = self.handles[self.where[name]]
+        return handle.get_slice(name).get_dtype()
+
+    def get(self, name: str, index: slice | tuple[slice, ...] | None = None) -> Tensor:
+        """The whole tensor, or only `index` of it (read from disk without loading the rest)."""
         f, handle = self.handles[self.where[name]]
         try:
-            return handle.get_tensor(name)
+            return handle.get_tensor(name) if index is None else handle.get_slice(name)[index]
         except Exception as e:
             raise ValueError(f"{f}: cannot read tensor {name} ({type(e).__name__}: {e})") from None
 
@@ -103,11 +124,112 @@ def module_name(checkpoint_name: str) -> str | None:
     return None
 
 
-def load_state(model: torch.nn.Module, config: Qwen3VLConfig, reader: CheckpointReader,
-               dtype: torch.dtype, progress: Callable[[int, int], None] | None = None) -> dict[str, Tensor]:
-    """Build the complete state dict for `model` (in `dtype`) from the checkpoint; raises on missing tensors."""
+def checkpoint_name(module_name: str) -> str:
+    for ckpt_prefix, mod_prefix in PREFIXES:
+        if module_name.startswith(mod_prefix):
+            return ckpt_prefix + module_name[len(mod_prefix):]
+    return module_name
+
+
+FP8_CODE = "F8_E4M3"
+
+
+def use_fp8_modules(model: nn.Module, config: Qwen3VLConfig, reader: CheckpointReader, dtype: torch.dtype) -> int:
+    """Swap (meta) nn.Linear / Experts for Fp8Linear / Fp8Experts where the checkpoint's weights are FP8.
+
+    Returns the number of modules swapped. The checkpoint decides which modules are quantized (a float8 weight
+    with its weight_scale_inv), as quantization_config.modules_to_not_convert lists only the ones that are not."""
+    from model.moe import Experts, _detect_layout
+    from model.quant import Fp8Experts, Fp8Linear
+
+    names = reader.names()
+    float8 = sorted(n for n in names if reader.dtype(n).startswith("F8"))
+    if not float8:
+        return 0
+    other = [n for n in float8 if reader.dtype(n) != FP8_CODE]
+    if other:
+        raise ValueError(f"{other[0]}: float8 format {reader.dtype(other[0])} is not supported (e4m3 only)")
+    if config.quantization is None:
+        raise ValueError(f"the checkpoint holds float8 weights (e.g. {float8[0]}) but config.json has no "
+                         "quantization_config")
+    block = config.quantization.weight_block_size
+    swapped = 0
+    for name, module in list(model.named_modules()):
+        replacement = None
+        if isinstance(module, nn.Linear):
+            weight = checkpoint_name(f"{name}.weight")
+            if weight in names and reader.dtype(weight) == FP8_CODE:
+                if f"{weight}_scale_inv" not in names:
+                    raise ValueError(f"{weight} is float8 but {weight}_scale_inv is missing from the checkpoint")
+                replacement = Fp8Linear(module.in_features, module.out_features, bias=module.bias is not None,
+                                        block=block, device="meta", bias_dtype=dtype)
+        elif isinstance(module, Experts):
+            if _detect_layout(names, checkpoint_name(f"{name}."), config.text.num_experts)[1]:
+                replacement = Fp8Experts(module.num_experts, module.hidden_size, module.intermediate_size, block,
+                                         device="meta")
+        if replacement is not None:
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent), child, replacement)
+            swapped += 1
+    return swapped
+
+
+# what fills one parameter: a (slice of a) checkpoint tensor, or zeros (row-parallel bias on ranks > 0)
+Read = tuple[str, "tuple[slice, ...] | None"] | None
+
+
+def plan_state(model: nn.Module, config: Qwen3VLConfig, reader: CheckpointReader,
+               tp: TensorParallel = TensorParallel()) -> dict[str, Read]:
+    """Where every parameter of `model` (except MoE experts and a tied head) comes from, for rank tp.rank.
+
+    Reads tensor shapes only. Raises ValueError for missing tensors, wrong full shapes and shards that cut FP8
+    blocks (naming the tensor and the sizes)."""
+    names = reader.names()
+    block = config.quantization.weight_block_size if config.quantization else BLOCK
+    plan: dict[str, Read] = {}
+    missing = []
+    for name, param in model.state_dict(keep_vars=True).items():
+        if ".mlp.experts." in name or (name == "lm_head.weight" and config.tie_word_embeddings
+                                       and checkpoint_name(name) not in names):
+            continue
+        ckpt = checkpoint_name(name)
+        if ckpt not in names:
+            missing.append(name)
+            continue
+        is_scale = name.endswith("weight_scale_inv")
+        weight = ckpt.removesuffix("_scale_inv")
+        shard = text_param_shard(name.removesuffix("_scale_inv"), config.text, tp.rank, tp.world_size)
+        if shard is not None:
+            full = reader.shape(weight)
+            if len(full) != 2 or shard.stop > full[shard.dim]:
+                raise ValueError(f"checkpoint tensor {weight} has shape {full}; rank {tp.rank} of {tp.world_size} "
+                                 f"needs {'rows' if shard.dim == 0 else 'columns'} {shard.start}:{shard.stop} "
+                                 "(sizes from config.json)")
+            if reader.dtype(weight) == FP8_CODE:
+                grid = shard.of_scale_grid(full[shard.dim], block, weight, tp.rank, tp.world_size)
+                shard = grid if is_scale else shard
+        if is_row_parallel_bias(name) and tp.rank > 0:
+            plan[name] = None
+        else:
+            plan[name] = (ckpt, None if shard is None else shard.index())
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise ValueError(f"checkpoint is missing {len(missing)} tensor(s) required by config.json: {shown}")
+    return plan
+
+
+def load_state(model: nn.Module, config: Qwen3VLConfig, reader: CheckpointReader, dtype: torch.dtype,
+               progress: Callable[[int, int], None] | None = None,
+               tp: TensorParallel = TensorParallel()) -> dict[str, Tensor]:
+    """Build the complete state dict for `model` (rank tp.rank's shard; floats in `dtype`, FP8 weights as they are,
+    scales in float32) from the checkpoint; raises ValueError on missing or mis-shaped tensors."""
+    from model.moe import SparseMoeBlock, load_expert_weights, load_fp8_expert_weights
+    from model.quant import Fp8Experts
+
     wanted = dict(model.state_dict(keep_vars=True))
-    available = reader.names()
+    plan = plan_state(model, config, reader, tp)
+    names = reader.names()
+    block = config.quantization.weight_block_size if config.quantization else BLOCK
     state: dict[str, Tensor] = {}
 
     def put(name: str, tensor: Tensor) -> None:
@@ -117,27 +239,38 @@ def load_state(model: torch.nn.Module, config: Qwen3VLConfig, reader: Checkpoint
         if tuple(tensor.shape) != tuple(target.shape) and not reshapable:
             raise ValueError(f"checkpoint tensor for {name} has shape {tuple(tensor.shape)}, "
                              f"expected {tuple(target.shape)} from config.json")
-        state[name] = tensor.reshape(target.shape).to(dtype if tensor.is_floating_point() else tensor.dtype)
+        if target.dtype == FP8_DTYPE:
+            if tensor.dtype != FP8_DTYPE:
+                raise ValueError(f"{checkpoint_name(name)}: expected float8_e4m3fn, got {tensor.dtype}")
+        elif name.endswith("scale_inv"):
+            tensor = tensor.to(torch.float32)  # bf16 on disk in some releases
+        elif tensor.is_floating_point():
+            tensor = tensor.to(dtype)
+        state[name] = tensor.reshape(target.shape)
 
-    plain = [(n, module_name(n)) for n in sorted(available)]
-    plain = [(n, m) for n, m in plain if m is not None and m in wanted and ".mlp.experts." not in n]
-    for i, (ckpt_name, mod_name) in enumerate(plain):
-        put(mod_name, reader.get(ckpt_name))
+    moe_layers = [(name, m) for name, m in model.named_modules() if isinstance(m, SparseMoeBlock)]
+    total = len(plan) + len(moe_layers)
+    for i, (name, read) in enumerate(sorted(plan.items())):
+        if read is None:
+            put(name, torch.zeros(wanted[name].shape, dtype=dtype, device=reader.device))
+        else:
+            put(name, reader.get(*read))
         if progress:
-            progress(i + 1, len(plain))
+            progress(i + 1, total)
 
-    if config.is_moe:
-        from model.moe import load_expert_weights
-
-        t = config.text
-        for layer in range(t.num_hidden_layers):
-            if not t.is_moe_layer(layer):
-                continue
-            prefix = f"model.language_model.layers.{layer}.mlp.experts."
-            experts = load_expert_weights(reader.get, available, prefix, t.num_experts, t.hidden_size,
-                                          t.moe_intermediate_size)
-            for key, tensor in experts.items():
-                put(f"language_model.layers.{layer}.mlp.experts.{key}", tensor)
+    t = config.text
+    for j, (name, block_module) in enumerate(moe_layers):
+        prefix = checkpoint_name(f"{name}.experts.")
+        if isinstance(block_module.experts, Fp8Experts):
+            experts = load_fp8_expert_weights(reader.get, names, prefix, t.num_experts, t.hidden_size,
+                                              t.moe_intermediate_size, block, experts=block_module.local)
+        else:
+            experts = load_expert_weights(reader.get, names, prefix, t.num_experts, t.hidden_size,
+                                          t.moe_intermediate_size, experts=block_module.local)
+        for key, tensor in experts.items():
+            put(f"{name}.experts.{key}", tensor)
+        if progress:
+            progress(len(plan) + j + 1, total)
 
     lm_head = "lm_head.weight"
     if lm_head not in state and config.tie_word_embeddings:

@@ -54,13 +54,17 @@ class SparseMoeBlock(nn.Module):
     """
 
     def __init__(self, hidden_size: int, moe_intermediate_size: int, num_experts: int, top_k: int,
-                 norm_topk_prob: bool, dtype: torch.dtype | None = None, device: torch.device | str | None = None):
+                 norm_topk_prob: bool, dtype: torch.dtype | None = None, device: torch.device | str | None = None,
+                 experts: range | None = None):
         super().__init__()
         if not 0 < top_k <= num_experts:
             raise ValueError(f"top_k must be in 1..num_experts={num_experts}, got {top_k}")
         self.num_experts, self.top_k, self.norm_topk_prob = num_experts, top_k, norm_topk_prob
+        # expert parallelism: this block holds experts `local` only; pairs routed elsewhere contribute zero here
+        # and the caller all-reduces the partial outputs over the ranks
+        self.local = range(num_experts) if experts is None else experts
         self.gate = nn.Linear(hidden_size, num_experts, bias=False, dtype=dtype, device=device)
-        self.experts = Experts(num_experts, hidden_size, moe_intermediate_size, dtype=dtype, device=device)
+        self.experts = Experts(len(self.local), hidden_size, moe_intermediate_size, dtype=dtype, device=device)
 
     def route(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """x [N, H] -> (weights [N, k] in the router's dtype, expert ids [N, k] int64)."""
@@ -76,11 +80,15 @@ class SparseMoeBlock(nn.Module):
         weights, ids = self.route(x)                                        # [N, k], [N, k]
         flat_ids = ids.reshape(-1)                                          # [N*k], pair p = token p // k
         order = torch.argsort(flat_ids, stable=True)                        # pairs grouped by expert
-        tokens_per_expert = torch.bincount(flat_ids, minlength=self.num_experts).tolist()
-        x_sorted = x.index_select(0, order // self.top_k)                   # [N*k, H]
-        y_sorted = self.experts(x_sorted, tokens_per_expert)                # [N*k, H]
+        counts = torch.bincount(flat_ids, minlength=self.num_experts)
+        lo, hi = self.local.start, self.local.stop
+        if (lo, hi) != (0, self.num_experts):                               # the local experts' pairs only
+            first = int(counts[:lo].sum())
+            order = order[first:first + int(counts[lo:hi].sum())]
+        x_sorted = x.index_select(0, order // self.top_k)                   # [M, H]
+        y_sorted = self.experts(x_sorted, counts[lo:hi].tolist())           # [M, H]
         y_sorted = y_sorted * weights.reshape(-1)[order].unsqueeze(-1).to(y_sorted.dtype)
-        y_pairs = torch.empty_like(y_sorted)
+        y_pairs = y_sorted.new_zeros(n * self.top_k, h) if len(order) < n * self.top_k else torch.empty_like(y_sorted)
         y_pairs[order] = y_sorted                                           # back to (token, slot) order
         return y_pairs.view(n, self.top_k, h).sum(dim=1, dtype=torch.float32).to(x.dtype)
 
@@ -129,8 +137,8 @@ def _orient(t: Tensor, name: str, rows: int, cols: int, num_experts: int) -> Ten
 
 
 def _per_expert(get: Callable[[str], Tensor], names: set[str], prefix: str, num_experts: int,
-                suffix: str, shapes: dict[str, tuple[int, int]]) -> dict[str, list[Tensor]]:
-    # reads {prefix}{e}.{proj}.{suffix} for every expert and projection, checking names and shapes
+                suffix: str, shapes: dict[str, tuple[int, int]], experts: range | None = None) -> dict[str, list[Tensor]]:
+    # reads {prefix}{e}.{proj}.{suffix} for the experts asked for (all by default), checking names and shapes
     wanted = [f"{prefix}{e}.{proj}.{suffix}" for e in range(num_experts) for proj in shapes]
     missing = [k for k in wanted if k not in names]
     if missing:
@@ -142,7 +150,7 @@ def _per_expert(get: Callable[[str], Tensor], names: set[str], prefix: str, num_
         raise ValueError(f"found weights for more experts than num_experts={num_experts} under '{prefix}': "
                          f"expert ids {extra[:3]}")
     out: dict[str, list[Tensor]] = {proj: [] for proj in shapes}
-    for e in range(num_experts):
+    for e in (range(num_experts) if experts is None else experts):
         for proj, shape in shapes.items():
             name = f"{prefix}{e}.{proj}.{suffix}"
             t = get(name)
@@ -152,37 +160,54 @@ def _per_expert(get: Callable[[str], Tensor], names: set[str], prefix: str, num_
     return out
 
 
-def load_expert_weights(get: Callable[[str], Tensor], names: set[str], prefix: str, num_experts: int,
-                        hidden_size: int, moe_intermediate_size: int) -> dict[str, Tensor]:
-    """One layer's experts in any unquantized on-disk layout -> {"gate_up_proj": [E, 2I, H], "down_proj": [E, H, I]}."""
-    e, h, i = num_experts, hidden_size, moe_intermediate_size
-    layout, fp8 = _detect_layout(names, prefix, e)
+def _fused(get: Callable[..., Tensor], name: str, num_experts: int, experts: range | None) -> Tensor:
+    # a fused [E, ...] tensor, or only rows experts.start:experts.stop of it (the reader slices on disk)
+    if experts is None or (experts.start, experts.stop) == (0, num_experts):
+        return get(name)
+    return get(name, slice(experts.start, experts.stop))
+
+
+def load_expert_weights(get: Callable[..., Tensor], names: set[str], prefix: str, num_experts: int,
+                        hidden_size: int, moe_intermediate_size: int, experts: range | None = None) -> dict[str, Tensor]:
+    """One layer's experts in any unquantized on-disk layout -> {"gate_up_proj": [E, 2I, H], "down_proj": [E, H, I]}.
+
+    `experts` (expert parallelism) reads only that range of experts; E is then len(experts). `get(name)` returns a
+    tensor, `get(name, rows)` the dim-0 slice `rows` of it (needed only for a subset of fused experts)."""
+    h, i = hidden_size, moe_intermediate_size
+    e = num_experts if experts is None else len(experts)
+    layout, fp8 = _detect_layout(names, prefix, num_experts)
     if fp8:
         raise ValueError(f"experts under '{prefix}' are FP8-quantized (weight_scale_inv present); "
                          f"read them with load_fp8_expert_weights")
     if layout == "fused":
-        return {"gate_up_proj": _orient(get(f"{prefix}gate_up_proj"), f"{prefix}gate_up_proj", 2 * i, h, e),
-                "down_proj": _orient(get(f"{prefix}down_proj"), f"{prefix}down_proj", h, i, e)}
-    w = _per_expert(get, names, prefix, e, "weight", {"gate_proj": (i, h), "up_proj": (i, h), "down_proj": (h, i)})
+        return {"gate_up_proj": _orient(_fused(get, f"{prefix}gate_up_proj", num_experts, experts),
+                                        f"{prefix}gate_up_proj", 2 * i, h, e),
+                "down_proj": _orient(_fused(get, f"{prefix}down_proj", num_experts, experts),
+                                     f"{prefix}down_proj", h, i, e)}
+    w = _per_expert(get, names, prefix, num_experts, "weight",
+                    {"gate_proj": (i, h), "up_proj": (i, h), "down_proj": (h, i)}, experts)
     return {"gate_up_proj": torch.stack([torch.cat([g, u], 0) for g, u in zip(w["gate_proj"], w["up_proj"])]),
             "down_proj": torch.stack(w["down_proj"])}
 
 
-def load_fp8_expert_weights(get: Callable[[str], Tensor], names: set[str], prefix: str, num_experts: int,
+def load_fp8_expert_weights(get: Callable[..., Tensor], names: set[str], prefix: str, num_experts: int,
                             hidden_size: int, moe_intermediate_size: int,
-                            block: tuple[int, int] = BLOCK) -> dict[str, Tensor]:
+                            block: tuple[int, int] = BLOCK, experts: range | None = None) -> dict[str, Tensor]:
     """One layer's FP8 experts -> the parameters of `model.quant.Fp8Experts` (scales upcast to float32):
     gate_up_proj e4m3 [E, 2I, H], gate_up_proj_scale_inv [E, 2*ceil(I/128), ceil(H/128)], down_proj e4m3 [E, H, I],
-    down_proj_scale_inv [E, ceil(H/128), ceil(I/128)]."""
-    e, h, i = num_experts, hidden_size, moe_intermediate_size
-    layout, fp8 = _detect_layout(names, prefix, e)
+    down_proj_scale_inv [E, ceil(H/128), ceil(I/128)]. `experts` and `get` as in load_expert_weights."""
+    h, i = hidden_size, moe_intermediate_size
+    e = num_experts if experts is None else len(experts)
+    layout, fp8 = _detect_layout(names, prefix, num_experts)
     if not fp8:
         raise ValueError(f"experts under '{prefix}' are not FP8-quantized (no weight_scale_inv); use load_expert_weights")
     gi, gh = scale_grid_shape(i, h, block)
     if layout == "per_expert":
-        w = _per_expert(get, names, prefix, e, "weight", {"gate_proj": (i, h), "up_proj": (i, h), "down_proj": (h, i)})
-        s = _per_expert(get, names, prefix, e, "weight_scale_inv",
-                        {"gate_proj": (gi, gh), "up_proj": (gi, gh), "down_proj": scale_grid_shape(h, i, block)})
+        w = _per_expert(get, names, prefix, num_experts, "weight",
+                        {"gate_proj": (i, h), "up_proj": (i, h), "down_proj": (h, i)}, experts)
+        s = _per_expert(get, names, prefix, num_experts, "weight_scale_inv",
+                        {"gate_proj": (gi, gh), "up_proj": (gi, gh), "down_proj": scale_grid_shape(h, i, block)},
+                        experts)
         out = {"gate_up_proj": torch.stack([torch.cat([g, u], 0) for g, u in zip(w["gate_proj"], w["up_proj"])]),
                "gate_up_proj_scale_inv": torch.stack([torch.cat([g, u], 0) for g, u in zip(s["gate_proj"], s["up_proj"])]),
                "down_proj": torch.stack(w["down_proj"]), "down_proj_scale_inv": torch.stack(s["down_proj"])}
@@ -194,7 +219,8 @@ def load_fp8_expert_weights(get: Callable[[str], Tensor], names: set[str], prefi
             raise ValueError(f"fused FP8 experts need square scale blocks, got {block}")
         out = {}
         for name, rows, cols in (("gate_up_proj", 2 * i, h), ("down_proj", h, i)):
-            w, s = get(f"{prefix}{name}"), get(f"{prefix}{name}_scale_inv")
+            w = _fused(get, f"{prefix}{name}", num_experts, experts)
+            s = _fused(get, f"{prefix}{name}_scale_inv", num_experts, experts)
             if tuple(w.shape) == (e, cols, rows) and rows != cols:  # Hub orientation: blocks transpose with the weight
                 w, s = w.transpose(1, 2), s.transpose(1, 2)
             w = _orient(w, f"{prefix}{name}", rows, cols, e)

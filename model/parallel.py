@@ -1,4 +1,5 @@
-"""Tensor-parallel primitives (vLLM's scheme, runtime spec §8): process group, weight sharding, all-reduce.
+"""Tensor parallelism (vLLM's scheme, runtime spec §8): process group, weight sharding, all-reduce, and the worker
+processes behind `Qwen3VL.from_pretrained(path, tensor_parallel_size=N)`.
 
 Column-parallel linears (q/k/v, gate/up, expert gate/up) keep a slice of the output rows; row-parallel linears
 (o_proj, down_proj, expert down) keep a slice of the input columns and all-reduce their outputs, so a decoder layer
@@ -6,17 +7,38 @@ needs exactly two all-reduces. FP8 weights are sharded together with their 128x1
 sharded extent to be a multiple of 128 on each rank (vLLM's `validate_fp8_block_shape`); sizes that cannot be split
 raise ValueError naming the tensor, the size and the TP degree (e.g. 30B-A3B experts I=768 at TP=4: 192 per rank,
 use expert parallelism instead: `expert_range`).
+
+Two ways to run N ranks:
+* `from_pretrained(..., tensor_parallel_size=N)` in one ordinary process: that process is rank 0 and starts N-1
+  worker processes (`WorkerPool`); every `logits()`/`generate()` call on rank 0 is sent to the workers, which run
+  the same call in lockstep. Workers die with their parent (they watch its pid and their command socket), are
+  terminated on any error and at exit, and collectives time out (QVL_TP_TIMEOUT_S, default 600 s).
+* under `torchrun` (RANK/WORLD_SIZE set): every rank is a process of its own and runs the user's script.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
+import re
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
 from dataclasses import dataclass
+from datetime import timedelta
+from multiprocessing.connection import Client, Connection, Listener
+from pathlib import Path
+from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from model.config import TextConfig
 from model.quant import BLOCK
 
 
@@ -34,13 +56,30 @@ class TensorParallel:
             dist.all_reduce(x, op=dist.ReduceOp.SUM, group=self.group)
         return x
 
+    def broadcast(self, x: Tensor, src: int = 0) -> Tensor:
+        """Every rank gets rank `src`'s x, in place (returns x)."""
+        if self.world_size > 1:
+            dist.broadcast(x, src=src, group=self.group)
+        return x
+
+
+def collective_timeout_s() -> float:
+    value = os.environ.get("QVL_TP_TIMEOUT_S", "600")
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ValueError(f"QVL_TP_TIMEOUT_S={value!r} is not a number of seconds") from None
+    if seconds <= 0:
+        raise ValueError(f"QVL_TP_TIMEOUT_S must be positive, got {value}")
+    return seconds
+
 
 def init_tensor_parallel(backend: str | None = None, rank: int | None = None, world_size: int | None = None,
-                         init_method: str | None = None) -> TensorParallel:
-    """Join (or create) the default process group: NCCL when CUDA is available, else gloo.
+                         init_method: str | None = None, device: torch.device | None = None) -> TensorParallel:
+    """Join (or create) the default process group: NCCL when CUDA is available (or `device` is CUDA), else gloo.
 
     rank/world_size default to the torchrun environment (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT).
-    With a world size of 1 no process group is created.
+    With a world size of 1 no process group is created. Collectives time out after collective_timeout_s().
     """
     rank = int(os.environ.get("RANK", 0)) if rank is None else rank
     world_size = int(os.environ.get("WORLD_SIZE", 1)) if world_size is None else world_size
@@ -48,13 +87,18 @@ def init_tensor_parallel(backend: str | None = None, rank: int | None = None, wo
         raise ValueError(f"rank {rank} is outside a world of size {world_size}")
     if world_size == 1:
         return TensorParallel()
-    backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
+    if backend is None:
+        cuda = device.type == "cuda" if device is not None else torch.cuda.is_available()
+        backend = "nccl" if cuda else "gloo"
     if not dist.is_initialized():
         if init_method is None and "MASTER_ADDR" not in os.environ:
             raise ValueError("tensor parallelism needs MASTER_ADDR/MASTER_PORT (run under torchrun) or init_method")
-        dist.init_process_group(backend, init_method=init_method, rank=rank, world_size=world_size)
         if backend == "nccl":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count())
+            if device is None:
+                device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count())
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend, init_method=init_method, rank=rank, world_size=world_size,
+                                timeout=timedelta(seconds=collective_timeout_s()))
     elif (dist.get_rank(), dist.get_world_size()) != (rank, world_size):
         raise ValueError(f"a process group (rank {dist.get_rank()} of {dist.get_world_size()}) already exists")
     return TensorParallel(rank, world_size, dist.group.WORLD)
@@ -166,3 +210,307 @@ def expert_range(num_experts: int, rank: int, world_size: int) -> range:
     """Expert parallelism: the whole experts held by `rank` (routing stays replicated, outputs all-reduced)."""
     per = split_size(num_experts, world_size, "num_experts")
     return range(rank * per, (rank + 1) * per)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# which slice of a checkpoint tensor each rank reads (the loader reads only that slice from safetensors)
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Rows (dim 0, column-parallel) or columns (dim 1, row-parallel) start:stop of a checkpoint weight."""
+
+    dim: int
+    start: int
+    stop: int
+
+    def index(self) -> tuple[slice, ...]:
+        return (slice(None),) * self.dim + (slice(self.start, self.stop),)
+
+    def of_scale_grid(self, full: int, block: tuple[int, int], what: str, rank: int, world_size: int) -> "Shard":
+        """The matching rows/columns of an FP8 weight's scale grid; ValueError when the slice cuts a block."""
+        b = block[self.dim]
+        if self.start % b or (self.stop % b and self.stop != full):
+            per = self.stop - self.start
+            raise ValueError(f"{what}: cannot shard {'rows' if self.dim == 0 else 'columns'} {full} over "
+                             f"tensor-parallel size {world_size} on {b}-wide FP8 blocks (rank {rank} would hold "
+                             f"{self.start}:{self.stop}, {per} per rank, not a multiple of {b}); use a smaller TP size")
+        return Shard(self.dim, self.start // b, -(-self.stop // b))
+
+
+_LAYER_PARAM = re.compile(r"^language_model\.layers\.\d+\.(self_attn\.[qkvo]_proj|mlp\.(?:gate|up|down)_proj)"
+                          r"\.(weight|bias)$")
+
+
+def text_param_shard(name: str, cfg: TextConfig, rank: int, world_size: int) -> Shard | None:
+    """Rank's slice of the runtime parameter `name` (checkpoint orientation [out, in]); None = whole tensor.
+
+    A row-parallel bias (o_proj) is not sharded: rank 0 adds it, the loader gives the other ranks zeros."""
+    m = _LAYER_PARAM.match(name)
+    if world_size == 1 or m is None:
+        return None
+    proj, kind = m.group(1), m.group(2)
+    hd = cfg.head_dim
+    if proj == "self_attn.q_proj":
+        per = split_size(cfg.num_attention_heads, world_size, "num_attention_heads") * hd
+        return Shard(0, rank * per, (rank + 1) * per)
+    if proj in ("self_attn.k_proj", "self_attn.v_proj"):
+        first, count = kv_head_for_rank(rank, world_size, cfg.num_key_value_heads)
+        return Shard(0, first * hd, (first + count) * hd)
+    if proj == "self_attn.o_proj":
+        per = split_size(cfg.num_attention_heads, world_size, "num_attention_heads") * hd
+        return Shard(1, rank * per, (rank + 1) * per) if kind == "weight" else None
+    per = split_size(cfg.intermediate_size, world_size, "intermediate_size")
+    if proj == "mlp.down_proj":
+        return Shard(1, rank * per, (rank + 1) * per) if kind == "weight" else None
+    return Shard(0, rank * per, (rank + 1) * per)
+
+
+def is_row_parallel_bias(name: str) -> bool:
+    return name.endswith(("self_attn.o_proj.bias", "mlp.down_proj.bias")) and name.startswith("language_model.layers.")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# worker processes (rank 0 in the caller's process drives ranks 1..N-1)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _send(conn: Connection, message: Any) -> None:
+    # plain pickle: torch's multiprocessing reductions would pass tensors as file descriptors, which this
+    # socket between unrelated processes cannot carry
+    conn.send_bytes(pickle.dumps(message))
+
+
+def _recv(conn: Connection) -> Any:
+    return pickle.loads(conn.recv_bytes())
+
+
+def _cpu(value: Any) -> Any:
+    if isinstance(value, Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: _cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_cpu(v) for v in value)
+    return value
+
+
+class WorkerPool:
+    """Ranks 1..N-1 of a tensor-parallel model, each in a worker process started by rank 0."""
+
+    def __init__(self, procs: list[subprocess.Popen], conns: list[Connection], logs: list[Path]):
+        self.procs, self.conns, self.logs = procs, conns, logs
+        self.closed = False
+        self.owns_process_group = False
+
+    @classmethod
+    def start(cls, world_size: int, load: dict, connect_timeout_s: float = 120.0) -> "WorkerPool":
+        """Start ranks 1..world_size-1 and send them `load` (the arguments of their Qwen3VL load)."""
+        authkey = secrets.token_bytes(16)
+        listener = Listener(family="AF_UNIX", authkey=authkey)
+        procs, logs = [], []
+        env = dict(os.environ, QVL_TP_AUTHKEY=authkey.hex(), QVL_TP_ADDRESS=listener.address,
+                   QVL_TP_PARENT=str(os.getpid()))
+        env.pop("RANK", None), env.pop("WORLD_SIZE", None), env.pop("LOCAL_RANK", None)
+        root = str(Path(__file__).resolve().parents[1])
+        env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+        pool = cls(procs, [], logs)
+        try:
+            for rank in range(1, world_size):
+                log = Path(tempfile.mkstemp(prefix=f"qvl-tp-rank{rank}-", suffix=".log")[1])
+                logs.append(log)
+                with open(log, "wb") as out:
+                    procs.append(subprocess.Popen(
+                        [sys.executable, "-c", "from model.parallel import worker_main; worker_main()", str(rank)],
+                        env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=root))
+            conns = pool._accept(listener, world_size - 1, connect_timeout_s)
+            pool.conns = [conns[r] for r in range(1, world_size)]
+            for conn in pool.conns:
+                _send(conn, dict(load, world_size=world_size))
+        except BaseException:
+            pool.close()
+            raise
+        finally:
+            listener.close()
+        return pool
+
+    def _accept(self, listener: Listener, n: int, timeout_s: float) -> dict[int, Connection]:
+        accepted: dict[int, Connection] = {}
+        failure: list[BaseException] = []
+
+        def accept_all() -> None:
+            try:
+                while len(accepted) < n:
+                    conn = listener.accept()
+                    accepted[_recv(conn)] = conn
+            except BaseException as e:  # the listener was closed: give up quietly
+                failure.append(e)
+
+        thread = threading.Thread(target=accept_all, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + timeout_s
+        while thread.is_alive():
+            thread.join(0.1)
+            self._raise_if_dead()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"tensor-parallel workers did not start within {timeout_s:.0f} s")
+        if len(accepted) < n:
+            raise RuntimeError(f"tensor-parallel workers could not connect ({failure[0] if failure else 'unknown'})")
+        return accepted
+
+    def _raise_if_dead(self) -> None:
+        for rank, proc in enumerate(self.procs, start=1):
+            code = proc.poll()
+            if code is not None:
+                raise RuntimeError(f"tensor-parallel worker rank {rank} exited (code {code}){self._log_tail(rank)}")
+
+    def _log_tail(self, rank: int) -> str:
+        try:
+            lines = self.logs[rank - 1].read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return (":\n  " + "\n  ".join(lines[-8:])) if lines else ""
+
+    def _reply(self, rank: int, timeout_s: float) -> tuple[str, str | None]:
+        """The next message of worker `rank`: ("ok"|"error", text); ("dead", why) or ("silent", None)."""
+        conn, proc = self.conns[rank - 1], self.procs[rank - 1]
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                if conn.poll(0.1):
+                    return tuple(_recv(conn))
+            except (EOFError, OSError):
+                pass
+            if proc.poll() is not None:
+                return "dead", f"tensor-parallel worker rank {rank} exited (code {proc.returncode}){self._log_tail(rank)}"
+            if time.monotonic() > deadline:
+                return "silent", None
+
+    def wait(self, timeout_s: float, local_error: BaseException | None = None) -> None:
+        """Collect every worker's outcome of the last command; on any failure stop all workers and raise."""
+        problems = []
+        for rank in range(1, len(self.procs) + 1):
+            status, text = self._reply(rank, timeout_s)
+            if status == "ok":
+                continue
+            if status == "error" and local_error is not None:
+                continue  # the same call failed here too; rank 0's own exception says why
+            problems.append(text if status != "silent" else f"tensor-parallel worker rank {rank} did not answer "
+                                                             f"within {timeout_s:.0f} s")
+            if status == "error":
+                problems[-1] = f"tensor-parallel worker rank {rank} failed: {text}"
+        if problems:
+            self.close()
+            raise RuntimeError("; ".join(problems) + " (the tensor-parallel model is closed; load it again)") \
+                from local_error
+
+    def run(self, method: str, kwargs: dict, local: Callable[[], Any]) -> Any:
+        """Run `method(**kwargs)` on every worker and `local()` here, in lockstep; returns local()'s result."""
+        if self.closed:
+            raise RuntimeError("this tensor-parallel model was closed (a worker failed or close() was called); "
+                               "load it again")
+        self._raise_if_dead_and_close()
+        message = ("call", method, _cpu(kwargs))
+        for conn in self.conns:
+            _send(conn, message)
+        try:
+            result = local()
+        except BaseException as e:
+            # A worker that died makes rank 0's collective fail: report the worker. Otherwise every rank raised
+            # the same error (inputs are identical); workers stuck in a collective are stopped.
+            self.wait(timeout_s=10.0, local_error=e)
+            raise
+        self.wait(timeout_s=collective_timeout_s())
+        return result
+
+    def _raise_if_dead_and_close(self) -> None:
+        try:
+            self._raise_if_dead()
+        except RuntimeError as e:
+            self.close()
+            raise RuntimeError(f"{e} (the tensor-parallel model is closed; load it again)") from None
+
+    def close(self) -> None:
+        """Stop the workers (politely, then terminate, then kill) and leave the process group."""
+        if self.closed:
+            return
+        self.closed = True
+        for conn in self.conns:
+            try:
+                _send(conn, ("close",))
+            except OSError:
+                pass
+        deadline = time.monotonic() + 5.0
+        for proc in self.procs:
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(2.0)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for conn in self.conns:
+            conn.close()
+        for log in self.logs:
+            log.unlink(missing_ok=True)
+        if self.owns_process_group and dist.is_initialized():
+            try:
+                dist.destroy_process_group()
+            except Exception:  # a broken group (dead peer) cannot always be torn down cleanly; it is unused now
+                pass
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs]
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    # the worker must not outlive rank 0, whatever state it is in (idle, loading, inside a collective)
+    while True:
+        if os.getppid() != parent:
+            os._exit(1)
+        time.sleep(0.5)
+
+
+def worker_main() -> None:
+    """Entry point of a worker process: connect to rank 0, load this rank's shard, run commands until told to stop."""
+    rank = int(sys.argv[1])
+    threading.Thread(target=_exit_when_orphaned, args=(int(os.environ["QVL_TP_PARENT"]),), daemon=True).start()
+    conn = Client(os.environ["QVL_TP_ADDRESS"], family="AF_UNIX", authkey=bytes.fromhex(os.environ["QVL_TP_AUTHKEY"]))
+    _send(conn, rank)
+    load = _recv(conn)
+    try:
+        from model.generate import Qwen3VL
+
+        device = torch.device(load["devices"][rank])
+        tp = init_tensor_parallel(rank=rank, world_size=load["world_size"], init_method=load["init_method"],
+                                  device=device)
+        model = Qwen3VL.load_rank(load["folder"], getattr(torch, load["dtype"]), device, tp)
+    except BaseException as e:
+        _send(conn, ("error", str(e) if isinstance(e, (ValueError, FileNotFoundError)) else f"{type(e).__name__}: {e}"))
+        sys.exit(1)
+    _send(conn, ("ok", None))
+    while True:
+        try:
+            message = _recv(conn)
+        except (EOFError, OSError):
+            break
+        if message[0] == "close":
+            break
+        _, method, kwargs = message
+        try:
+            getattr(model, method)(**kwargs)
+            _send(conn, ("ok", None))
+        except BaseException as e:
+            _send(conn, ("error", f"{type(e).__name__}: {e}"))
+    conn.close()
+    if dist.is_initialized():
+        dist.destroy_process_group()

@@ -2,8 +2,13 @@
 injection, and a preallocated KV cache.
 
 Module and parameter names follow the checkpoint (`model.language_model.*`). Every projection is an
-`nn.Linear` so quantized or sharded linears can replace it; head counts are read from projection outputs
+`nn.Linear` so quantized linears can replace it; head counts are read from projection outputs
 (`q.shape[-1] // head_dim`), so a sharded q/k/v simply yields fewer local heads.
+
+Tensor parallelism (model/parallel.py, runtime spec §8): built with a `TensorParallel` of world size N, every
+module holds its rank's shard: q/k/v and gate/up keep a slice of their output rows (kv heads replicated when
+there are fewer kv heads than ranks), o_proj and down_proj a slice of their input columns, MoE layers a range
+of whole experts. Each layer then all-reduces twice: after attention and after the MLP/MoE.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from model.config import TextConfig
+from model.parallel import TensorParallel, expert_range, kv_head_for_rank, split_size
 from model.rope import apply_rotary
 
 
@@ -51,14 +57,18 @@ class KVCache:
 
 
 class Attention(nn.Module):
-    def __init__(self, cfg: TextConfig):
+    """Local heads: num_attention_heads / tp query heads, max(1, num_key_value_heads / tp) kv heads."""
+
+    def __init__(self, cfg: TextConfig, tp: TensorParallel = TensorParallel()):
         super().__init__()
         hd = cfg.head_dim
         self.head_dim = hd
-        self.q_proj = nn.Linear(cfg.hidden_size, cfg.num_attention_heads * hd, bias=cfg.attention_bias)
-        self.k_proj = nn.Linear(cfg.hidden_size, cfg.num_key_value_heads * hd, bias=cfg.attention_bias)
-        self.v_proj = nn.Linear(cfg.hidden_size, cfg.num_key_value_heads * hd, bias=cfg.attention_bias)
-        self.o_proj = nn.Linear(cfg.num_attention_heads * hd, cfg.hidden_size, bias=cfg.attention_bias)
+        n_heads = split_size(cfg.num_attention_heads, tp.world_size, "num_attention_heads")
+        _, self.num_kv_heads = kv_head_for_rank(tp.rank, tp.world_size, cfg.num_key_value_heads)
+        self.q_proj = nn.Linear(cfg.hidden_size, n_heads * hd, bias=cfg.attention_bias)
+        self.k_proj = nn.Linear(cfg.hidden_size, self.num_kv_heads * hd, bias=cfg.attention_bias)
+        self.v_proj = nn.Linear(cfg.hidden_size, self.num_kv_heads * hd, bias=cfg.attention_bias)
+        self.o_proj = nn.Linear(n_heads * hd, cfg.hidden_size, bias=cfg.attention_bias)
         self.q_norm = RMSNorm(hd, cfg.rms_norm_eps)
         self.k_norm = RMSNorm(hd, cfg.rms_norm_eps)
 
@@ -97,37 +107,42 @@ class MLP(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, cfg: TextConfig, index: int):
+    def __init__(self, cfg: TextConfig, index: int, tp: TensorParallel = TensorParallel()):
         super().__init__()
+        self.tp = tp
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
-        self.self_attn = Attention(cfg)
+        self.self_attn = Attention(cfg, tp)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.is_moe = cfg.is_moe_layer(index)
         if self.is_moe:
             from model.moe import SparseMoeBlock
 
+            # Experts are split expert-parallel (whole experts per rank), not by slicing every expert's
+            # intermediate size: with FP8 each rank's slice must be a multiple of 128, and 30B-A3B's I=768 at
+            # TP=4 gives 192 (spec §8.1), which is exactly the product's seed deployment. Routing stays replicated.
             self.mlp = SparseMoeBlock(cfg.hidden_size, cfg.moe_intermediate_size, cfg.num_experts,
-                                      cfg.num_experts_per_tok, cfg.norm_topk_prob)
+                                      cfg.num_experts_per_tok, cfg.norm_topk_prob,
+                                      experts=expert_range(cfg.num_experts, tp.rank, tp.world_size))
         else:
-            self.mlp = MLP(cfg.hidden_size, cfg.intermediate_size)
+            self.mlp = MLP(cfg.hidden_size, split_size(cfg.intermediate_size, tp.world_size, "intermediate_size"))
 
     def forward(self, h: Tensor, cos: Tensor, sin: Tensor, cache: KVCache | None, layer: int,
                 mask: Tensor | None) -> Tensor:
-        h = h + self.self_attn(self.input_layernorm(h), cos, sin, cache, layer, mask)
+        h = h + self.tp.all_reduce(self.self_attn(self.input_layernorm(h), cos, sin, cache, layer, mask))
         x = self.post_attention_layernorm(h)
         if self.is_moe:  # the MoE block is token-major: [N, H] -> [N, H]
-            return h + self.mlp(x.reshape(-1, x.shape[-1])).view(x.shape)
-        return h + self.mlp(x)
+            return h + self.tp.all_reduce(self.mlp(x.reshape(-1, x.shape[-1]))).view(x.shape)
+        return h + self.tp.all_reduce(self.mlp(x))
 
 
 class TextDecoder(nn.Module):
-    def __init__(self, cfg: TextConfig):
+    def __init__(self, cfg: TextConfig, tp: TensorParallel = TensorParallel()):
         super().__init__()
         if cfg.hidden_act != "silu":
             raise ValueError(f"config.json: unsupported text hidden_act {cfg.hidden_act!r} (Qwen3 uses silu)")
         self.cfg = cfg
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
-        self.layers = nn.ModuleList(DecoderLayer(cfg, i) for i in range(cfg.num_hidden_layers))
+        self.layers = nn.ModuleList(DecoderLayer(cfg, i, tp) for i in range(cfg.num_hidden_layers))
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
     def forward(self, h: Tensor, cos: Tensor, sin: Tensor, cache: KVCache | None = None,

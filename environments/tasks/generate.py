@@ -80,14 +80,21 @@ def open_site(path: str) -> list[dict]:
     return [{"type": "chrome_open_tabs", "parameters": {"urls_to_open": ["{SITE}" + path]}}]
 
 
-def state_rules(expect: list[tuple[list, str, object]]) -> dict:
-    """check_json on the sites' state file: each (key path, method, ref) must hold."""
+def state_rules(expect: list[tuple[list, str, object]], unexpect: list[tuple[list, str, object]] = ()) -> dict:
+    """check_json on the sites' state file: each `expect` (key path, method, ref) must hold, no `unexpect` may."""
+    def rules(triples):
+        return [{"key": path, "method": method, "ref": ref} for path, method, ref in triples]
+
     return {
         "func": "check_json",
         "result": STATE_GETTER,
-        "expected": {"type": "rule", "rules": {"expect": [
-            {"key": path, "method": method, "ref": ref} for path, method, ref in expect]}},
+        "expected": {"type": "rule", "rules": {"expect": rules(expect), "unexpect": rules(unexpect)}},
     }
+
+
+def only_one(path: list) -> list[tuple[list, str, object]]:
+    """An unexpect rule for a second entry in the list at `path` (a missing entry reads as None)."""
+    return [(path + [1], "ne", None)]
 
 
 INFEASIBLE = {"func": "infeasible"}
@@ -136,12 +143,10 @@ def flight_task(task_id: str, instruction: str, *, origin: str, destination: str
     """A booking task; `pick` chooses the flight: None (any), cheapest, earliest, latest, after HH:MM, or QV###."""
     o, d, day = find_airport(origin), find_airport(destination), parse_date(date)
     flights = flights_for(o, d, day)
-    if pick is None:
+    if pick in (None, "earliest"):
         row = 0
     elif pick == "cheapest":
         row = min(range(len(flights)), key=lambda i: flights[i]["price_eur"])
-    elif pick == "earliest":
-        row = 0
     elif pick == "latest":
         row = len(flights) - 1
     elif pick.startswith("after "):
@@ -159,7 +164,7 @@ def flight_task(task_id: str, instruction: str, *, origin: str, destination: str
     expect.append((["bookings", 0, "passengers"], "eq",
                    [{"first_name": first, "last_name": last} for first, last in passengers]))
     spec = task(task_id, instruction, snapshot="browser", apps=["browser", "flights"],
-                config=open_site("/flights/"), evaluator=state_rules(expect))
+                config=open_site("/flights/"), evaluator=state_rules(expect, only_one(["bookings"])))
     return spec, booking_oracle(origin, destination, date, row, passengers, email)
 
 
@@ -248,7 +253,8 @@ def contact_task(task_id: str, instruction: str, *, name: str, email: str, topic
         turns.append(click(*NEWSLETTER))
     turns += [click(*SEND), wait(0.5), DONE]
     spec = task(task_id, instruction, snapshot="browser", apps=["browser", "forms"],
-                config=open_site("/" if from_portal else "/forms/"), evaluator=state_rules(expect))
+                config=open_site("/" if from_portal else "/forms/"),
+                evaluator=state_rules(expect, only_one(["forms", "contact"])))
     return spec, turns
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 
 from agent.actions import Action
@@ -95,3 +96,27 @@ def test_bundled_tasks_split_between_browser_and_desktop():
     kinds = {t.domain: runs_in_browser(t) for t in load_tasks()}
     assert kinds == {"flights": True, "forms": True, "settings": True, "os": False, "text_editing": False,
                      "chrome": False}
+
+
+def test_bundled_booking_evaluator_wants_exactly_the_requested_booking(env):
+    task = next(t for t in load_tasks() if t.id == "flights-berlin-lisbon")
+    request = {"origin": "Berlin", "destination": "Lisbon", "date": "12 March", "email": "ada@example.com",
+               "passengers": [{"first_name": "Ada", "last_name": "Lovelace"}]}
+
+    def book(**change):
+        body = {**request, **change}
+        flight = httpx.get(env.sites.url + "/api/flights", params=body).json()["flights"][0]["flight"]
+        httpx.post(env.sites.url + "/api/bookings", json={**body, "flight": flight}).raise_for_status()
+
+    env.reset(task)
+    assert env.evaluate().score == 0.0  # nothing booked
+    book()
+    assert env.evaluate().score == 1.0
+    book()
+    assert env.evaluate().score == 0.0  # booked twice
+    for change in ({"date": "13 March"}, {"destination": "Madrid"}, {"email": "ada@example.org"},
+                   {"passengers": [{"first_name": "Ada", "last_name": "Byron"}]},
+                   {"passengers": [{"first_name": "Ada", "last_name": "Lovelace"}] * 2}):
+        env.reset(task)
+        book(**change)
+        assert env.evaluate().score == 0.0, change

@@ -410,6 +410,7 @@ def text_editing_tasks() -> list[tuple[dict, list[str]]]:
 # -- desktop: chromium behind the google-chrome shim ---------------------------------------------------
 
 CHROME_BOOKMARKS = "~/.config/google-chrome/Default/Bookmarks"
+CHROME_PREFERENCES = "/home/user/.config/google-chrome/Default/Preferences"
 
 
 def launch_chrome(url: str) -> list[dict]:
@@ -441,8 +442,22 @@ def chrome_tasks() -> list[tuple[dict, list[str]]]:
             "result": {"type": "open_tabs_info"},
             "expected": {"type": "rule", "rules": {"type": "url", "urls": ["{SITE}/flights/", "{SITE}/forms/"]}},
         })
+    bookmarks_bar = task(
+        "chrome-show-bookmarks-bar",
+        "Make Chromium always show the bookmarks bar.",
+        snapshot="chrome", apps=["chrome"], config=launch_chrome("{SITE}/"),
+        evaluator={
+            "func": "check_json",
+            "result": {"type": "vm_file", "path": CHROME_PREFERENCES, "dest": "Preferences"},
+            "expected": {"type": "rule", "rules": {"expect": [
+                {"key": ["bookmark_bar", "show_on_all_tabs"], "method": "eq", "ref": True}]}},
+            # As OSWorld does for settings tasks: quit the browser so it writes Preferences, then read them.
+            "postconfig": [{"type": "execute", "parameters": {"command": ["pkill", "chromium"]}},
+                           {"type": "sleep", "parameters": {"seconds": 2}}],
+        })
     return [
         (bookmark, [key("ctrl", "d"), wait(1), type_("Cheap flights"), key("enter"), DONE]),
+        (bookmarks_bar, [key("ctrl", "shift", "b"), wait(1), DONE]),
         # The oracle types the URL from the instruction; {SITE} is filled in its replies like in the task.
         (second_tab, [key("ctrl", "t"), wait(1), key("ctrl", "l"), type_("{SITE}/forms/\n"), wait(1), DONE]),
     ]

@@ -29,6 +29,9 @@ def register(subparsers) -> None:
     gen.add_argument("--dtype", choices=DTYPE_NAMES, default="bfloat16")
     gen.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     gen.add_argument("--json", action="store_true", help="print answer, token ids and timings as JSON")
+    gen.add_argument("--tp", type=int, default=None, metavar="N",
+                     help="tensor-parallel size: shard the model over N processes (N GPUs from --device on CUDA; "
+                          "default 1, or WORLD_SIZE under torchrun)")
     gen.set_defaults(func=run_generate)
 
     bench = subparsers.add_parser("bench", help="prefill/decode speed: embedded runtime vs transformers",
@@ -90,18 +93,30 @@ def run_generate(args: argparse.Namespace) -> int:
 
     if args.max_new_tokens < 1:
         raise ValueError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+    if args.tp is not None and args.tp < 1:
+        raise ValueError(f"--tp must be >= 1, got {args.tp}")
     images = []
     for name in args.image:  # fail on a bad image before spending time on loading the model
         if not Path(name).expanduser().is_file():
             raise FileNotFoundError(f"--image {name}: no such file")
         images.append(load_image(Path(name).expanduser()))
     device = _device(args.device)
-    print(f"loading {args.model} ({args.dtype}, {device}) ...", file=sys.stderr)
+    tp = f", tensor-parallel {args.tp}" if args.tp and args.tp > 1 else ""
+    print(f"loading {args.model} ({args.dtype}, {device}{tp}) ...", file=sys.stderr)
     t0 = time.perf_counter()
     model = Qwen3VL.from_pretrained(args.model, dtype=getattr(torch, args.dtype), device=device,
-                                    progress=_progress_line if sys.stderr.isatty() else None)
+                                    progress=_progress_line if sys.stderr.isatty() else None,
+                                    tensor_parallel_size=args.tp)
+    try:
+        return _answer(args, model, images, time.perf_counter() - t0)
+    finally:
+        model.close()
+
+
+def _answer(args: argparse.Namespace, model, images: list, load_s: float) -> int:
+    import torch
+
     pre = model.preprocessor
-    load_s = time.perf_counter() - t0
 
     content = [{"type": "image", "image": im} for im in images] + [{"type": "text", "text": args.prompt}]
     inputs = pre([{"role": "user", "content": content}], add_generation_prompt=True)

@@ -186,6 +186,9 @@ class Qwen3VLConfig(_Section):
                 raise ValueError(f"{source}: missing '{section}' section")
         data = {k: v for k, v in raw.items() if k not in ("eos_token_id", "pad_token_id")}
         data["architecture"] = arch
+        if arch == DENSE_ARCHITECTURE:  # a dense model has no experts, whatever stray MoE keys its config carries
+            data["text_config"] = {k: v for k, v in raw["text_config"].items()
+                                   if k not in ("num_experts", "num_local_experts")}
         generation = generation or {}
         eos = generation.get("eos_token_id", raw.get("eos_token_id"))
         if eos is not None:

@@ -25,9 +25,10 @@ from agent.cli import main as cli_main
 from model.quant import FP8_DTYPE, dequantize_fp8_block
 
 FP8_TEXT = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2,
-                num_key_value_heads=1, head_dim=128, moe_intermediate_size=256, num_experts=4,
+                num_key_value_heads=1, head_dim=128,
                 rope_parameters={"rope_type": "default", "rope_theta": 5e6, "mrope_section": [24, 20, 20],
                                  "mrope_interleaved": True})
+FP8_MOE = dict(moe_intermediate_size=256, num_experts=4, num_experts_per_tok=2)
 FP8_VISION = dict(out_hidden_size=128, depth=2)
 MOE_PARITY_TEXT = dict(initializer_range=0.1)
 
@@ -109,7 +110,8 @@ def moe_layouts(tmp_path_factory) -> dict[str, Path]:
 
 
 def _bf16_checkpoint(path: Path, moe: bool, **text) -> Path:
-    model = tiny_checkpoints.build_model(tied=False, moe=moe, seed=3, text=dict(FP8_TEXT, **text), vision=FP8_VISION)
+    text = dict(FP8_TEXT, **(FP8_MOE if moe else {}), **text)
+    model = tiny_checkpoints.build_model(tied=False, moe=moe, seed=3, text=text, vision=FP8_VISION)
     model.to(torch.bfloat16).save_pretrained(str(path))
     (path / "generation_config.json").write_text(json.dumps(tiny_checkpoints.GENERATION_CONFIG))
     tiny_checkpoints.save_processor(path)
@@ -125,7 +127,7 @@ def fp8_models(tmp_path_factory) -> dict[str, Path]:
         src = out[kind] = _bf16_checkpoint(root / kind, moe=kind == "moe")
         fp8 = out[f"{kind}_fp8"] = root / f"{kind}_fp8"
         assert cli_main(["quantize", str(src), str(fp8), "--fp8", "--max-shard-size", "4MB"]) == 0
-        out[f"{kind}_deq"] = dequantized_copy(fp8, root / f"{kind}_deq", FP8_TEXT["num_experts"])
+        out[f"{kind}_deq"] = dequantized_copy(fp8, root / f"{kind}_deq", FP8_MOE["num_experts"])
     return out
 
 

@@ -420,10 +420,13 @@ class WorkerPool:
             _send(conn, message)
         try:
             result = local()
-        except BaseException as e:
+        except Exception as e:
             # A worker that died makes rank 0's collective fail: report the worker. Otherwise every rank raised
             # the same error (inputs are identical); workers stuck in a collective are stopped.
             self.wait(timeout_s=10.0, local_error=e)
+            raise
+        except BaseException:  # KeyboardInterrupt & co: the workers are mid-call and cannot be resynchronised
+            self.close()
             raise
         self.wait(timeout_s=collective_timeout_s())
         return result
@@ -512,5 +515,7 @@ def worker_main() -> None:
         except BaseException as e:
             _send(conn, ("error", f"{type(e).__name__}: {e}"))
     conn.close()
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    # leave without tearing down gloo/NCCL: their threads can abort an orderly interpreter exit, and rank 0 has
+    # stopped using the group by now
+    sys.stdout.flush(), sys.stderr.flush()
+    os._exit(0)

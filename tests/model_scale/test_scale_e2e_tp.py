@@ -243,3 +243,42 @@ def test_cli_generate_tp2(fp8_models, capsys, no_leftover_processes):
     assert two["token_ids"] == one["token_ids"] and len(one["token_ids"]) == 12
     assert cli_main(args + ["--tp", "0"]) == 1
     assert capsys.readouterr().err.strip().splitlines()[-1] == "error: --tp must be >= 1, got 0"
+
+
+@pytest.mark.parametrize("kind", ["dense_fp8", "moe"])
+def test_a_rank_reads_only_its_slices(kind, fp8_models, monkeypatch):
+    """Rank 1 of 2 asks safetensors for row/column slices of the sharded tensors and for its experts only; the
+    values equal the matching slices of the full checkpoint (loading needs no process group)."""
+    from model.loader import CheckpointReader
+    from model.parallel import TensorParallel
+
+    calls: list[tuple[str, object]] = []
+    original = CheckpointReader.get
+
+    def recording_get(self, name, index=None):
+        calls.append((name, index))
+        return original(self, name, index)
+
+    monkeypatch.setattr(CheckpointReader, "get", recording_get)
+    shard = Qwen3VL.load_rank(fp8_models[kind], torch.float32, torch.device("cpu"), TensorParallel(1, 2))
+    monkeypatch.undo()
+    full = Qwen3VL.from_pretrained(fp8_models[kind], dtype=torch.float32)
+    reads = dict(calls)
+    prefix = "model.language_model.layers.0."
+    assert reads[prefix + "self_attn.q_proj.weight"] == (slice(128, 256),)
+    assert reads[prefix + "self_attn.o_proj.weight"] == (slice(None), slice(128, 256))
+    assert reads[prefix + "self_attn.k_proj.weight"] == (slice(0, 128),)        # the one kv head, replicated
+    ours, ref = shard.language_model.layers[0], full.language_model.layers[0]
+    if kind == "dense_fp8":
+        assert reads[prefix + "self_attn.q_proj.weight_scale_inv"] == (slice(1, 2),)
+        assert reads[prefix + "mlp.down_proj.weight_scale_inv"] == (slice(None), slice(1, 2))
+        assert torch.equal(ours.mlp.gate_proj.weight.view(torch.uint8), ref.mlp.gate_proj.weight[128:].view(torch.uint8))
+        assert torch.equal(ours.mlp.down_proj.weight_scale_inv, ref.mlp.down_proj.weight_scale_inv[:, 1:])
+    else:
+        # fused experts on disk: only rows 2:4 (experts 2 and 3) are read
+        assert reads[prefix + "mlp.experts.gate_up_proj"] == slice(2, 4)
+        assert torch.equal(ours.mlp.experts.down_proj, ref.mlp.experts.down_proj[2:])
+        assert torch.equal(ours.mlp.gate.weight, ref.mlp.gate.weight)             # the router is replicated
+    assert torch.equal(ours.self_attn.q_proj.weight.float(), ref.self_attn.q_proj.weight[128:].float())
+    assert not any(".mlp.experts." in n and i is None for n, i in calls)       # no whole expert tensor read
+    assert torch.equal(ours.self_attn.o_proj.weight.float(), ref.self_attn.o_proj.weight[:, 128:].float())

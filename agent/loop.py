@@ -65,7 +65,7 @@ class EpisodeResult(BaseModel):
 def screen_hash(image: Image.Image) -> int:
     """64-bit difference hash: equal for screens that look the same (cursor blinks and noise ignored)."""
     small = image.convert("L").resize((9, 8), Image.BILINEAR)
-    px = list(small.getdata())
+    px = list(small.tobytes())  # 8-bit grey: one byte per pixel, row-major
     bits = 0
     for row in range(8):
         for col in range(8):

@@ -39,7 +39,7 @@ VISION = dict(depth=4, hidden_size=512, num_heads=8, intermediate_size=1536, pat
               spatial_merge_size=2, num_position_embeddings=2304, out_hidden_size=2048, deepstack_visual_indexes=[1, 2])
 # --device cpu: the same code paths on a model small enough for a laptop
 CPU_SHRINK = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=2,
-                  num_key_value_heads=1, moe_intermediate_size=256, num_experts=4, num_experts_per_tok=2)
+                  num_key_value_heads=1, moe_intermediate_size=384, num_experts=4, num_experts_per_tok=2)
 CPU_VISION = dict(depth=2, hidden_size=64, num_heads=2, intermediate_size=128, out_hidden_size=256,
                   deepstack_visual_indexes=[0])
 LINEAR_SHAPES = [(4096, 2048), (2048, 4096), (2048, 768), (12288, 4096)]

@@ -173,7 +173,7 @@ class Qwen3VL(nn.Module):
         import torch.distributed as dist
 
         from model.loader import CheckpointReader, plan_state, safetensors_files, use_fp8_modules
-        from model.parallel import _free_port, collective_timeout_s, init_tensor_parallel
+        from model.parallel import free_port, collective_timeout_s, init_tensor_parallel
 
         if device.type == "cuda":
             first = device.index or 0
@@ -200,7 +200,7 @@ class Qwen3VL(nn.Module):
             plan_state(shard, config, reader, tp)
         del reader, shard
 
-        init_method = f"tcp://127.0.0.1:{_free_port()}"
+        init_method = f"tcp://127.0.0.1:{free_port()}"
         pool = WorkerPool.start(n, dict(folder=str(folder), dtype=str(dtype).removeprefix("torch."),
                                         devices=[str(d) for d in devices], init_method=init_method))
         try:

@@ -174,8 +174,9 @@ def use_fp8_modules(model: nn.Module, config: Qwen3VLConfig, reader: CheckpointR
     return swapped
 
 
-# what fills one parameter: a (slice of a) checkpoint tensor, or zeros (row-parallel bias on ranks > 0)
-Read = tuple[str, "tuple[slice, ...] | None"] | None
+# what fills one parameter: (checkpoint tensor, index into it or None for all of it), or None for zeros
+# (a row-parallel bias on ranks > 0)
+Read = tuple[str, tuple[slice, ...] | None] | None
 
 
 def plan_state(model: nn.Module, config: Qwen3VLConfig, reader: CheckpointReader,
@@ -201,7 +202,7 @@ def plan_state(model: nn.Module, config: Qwen3VLConfig, reader: CheckpointReader
         shard = text_param_shard(name.removesuffix("_scale_inv"), config.text, tp.rank, tp.world_size)
         if shard is not None:
             full = reader.shape(weight)
-            if len(full) != 2 or shard.stop > full[shard.dim]:
+            if shard.dim >= len(full) or shard.stop > full[shard.dim]:
                 raise ValueError(f"checkpoint tensor {weight} has shape {full}; rank {tp.rank} of {tp.world_size} "
                                  f"needs {'rows' if shard.dim == 0 else 'columns'} {shard.start}:{shard.stop} "
                                  "(sizes from config.json)")

@@ -274,7 +274,7 @@ def is_row_parallel_bias(name: str) -> bool:
 # worker processes (rank 0 in the caller's process drives ranks 1..N-1)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

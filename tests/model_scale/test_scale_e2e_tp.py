@@ -282,3 +282,27 @@ def test_a_rank_reads_only_its_slices(kind, fp8_models, monkeypatch):
     assert torch.equal(ours.self_attn.q_proj.weight.float(), ref.self_attn.q_proj.weight[128:].float())
     assert not any(".mlp.experts." in n and i is None for n, i in calls)       # no whole expert tensor read
     assert torch.equal(ours.self_attn.o_proj.weight.float(), ref.self_attn.o_proj.weight[:, 128:].float())
+
+
+def test_row_parallel_bias_is_added_once(tmp_path):
+    """With attention biases, the ranks' o_proj partial outputs sum to the full layer's output: the o_proj bias
+    lives on rank 0 only (zeros elsewhere), q/k/v biases are sliced with their rows."""
+    import tiny_checkpoints
+    from model.parallel import TensorParallel
+
+    path = tiny_checkpoints.save_checkpoint(tmp_path / "bias", tied=True, text=dict(attention_bias=True))
+    full = Qwen3VL.from_pretrained(path, dtype=torch.float32)
+    ranks = [Qwen3VL.load_rank(path, torch.float32, torch.device("cpu"), TensorParallel(r, 2)) for r in range(2)]
+    assert torch.equal(ranks[0].language_model.layers[1].self_attn.o_proj.bias,
+                       full.language_model.layers[1].self_attn.o_proj.bias)
+    assert not ranks[1].language_model.layers[1].self_attn.o_proj.bias.any()
+    hd = full.config.text.head_dim
+    x = torch.randn(1, 5, full.config.text.hidden_size, generator=torch.Generator().manual_seed(0))
+    cos, sin = torch.ones(1, 5, hd), torch.zeros(1, 5, hd)
+    for layer in range(full.config.text.num_hidden_layers):
+        want = full.language_model.layers[layer].self_attn(x, cos, sin, None, layer, None)
+        got = sum(r.language_model.layers[layer].self_attn(x, cos, sin, None, layer, None) for r in ranks)
+        assert (got - want).abs().max().item() <= 1e-5 * want.abs().max().item()
+        want = full.language_model.layers[layer].mlp(x)
+        got = sum(r.language_model.layers[layer].mlp(x) for r in ranks)
+        assert (got - want).abs().max().item() <= 1e-5 * want.abs().max().item()

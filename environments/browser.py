@@ -23,10 +23,10 @@ from pathlib import Path
 from agent.actions import Action, ActionOutcome
 from environments.base import EvalResult, Observation
 from environments.controller import Controller
-from environments.evaluate import evaluate_task, evaluation_blocker
+from environments.evaluate import as_task, evaluate_environment, evaluation_blocker
 from environments.setup import offline_blocker
 from environments.sites import SiteServer, fill_site_placeholders, uses_sites
-from environments.tasks import Task, load_task
+from environments.tasks import Task
 
 # Setup steps a bare browser can carry out; a task needing any other runs in DesktopEnvironment.
 BROWSER_STEP_TYPES = frozenset({"chrome_open_tabs", "sleep"})
@@ -87,7 +87,7 @@ class BrowserEnvironment:
         page = self.executor.page
         page.context.clear_cookies()
         page.goto("about:blank")
-        self.task = _as_task(task) if task is not None else None
+        self.task = as_task(task) if task is not None else None
         self.controller.task_id = self.task.id if self.task else ""
         extra: dict = {}
         if self.task is None:
@@ -115,13 +115,8 @@ class BrowserEnvironment:
         return self.observe(), outcome
 
     def evaluate(self) -> EvalResult:
-        if self.task is None:
-            return EvalResult(status="skipped", reason="no task was set by reset()")
-        if self.skip_reason is not None:
-            return EvalResult(status="skipped", reason=self.skip_reason)
-        if self.setup_error is not None:
-            return EvalResult(status="error", reason=f"setup failed: {self.setup_error}")
-        return evaluate_task(self.task, self.controller, self.action_history)
+        return evaluate_environment(self.task, self.controller, self.action_history, self.skip_reason,
+                                    self.setup_error)
 
     def close(self) -> None:
         self.executor.close()
@@ -172,10 +167,3 @@ class BrowserEnvironment:
             elif step.type == "sleep":
                 time.sleep(float(step.parameters.get("seconds", 0)))
 
-
-def _as_task(task: Task | dict | str | Path) -> Task:
-    if isinstance(task, Task):
-        return task
-    if isinstance(task, dict):
-        return Task.model_validate(task)
-    return load_task(task)

@@ -42,9 +42,9 @@ from typing import Any
 from agent.actions import Action, ActionOutcome
 from environments.base import EvalResult, Observation
 from environments.controller import CHROME_PORT_VAR, MARKER_VAR, Controller
-from environments.evaluate import evaluate_task, evaluation_blocker
+from environments.evaluate import as_task, evaluate_environment, evaluation_blocker
 from environments.setup import CHROMIUM, SetupError, TaskSkipped, offline_blocker, run_steps
-from environments.tasks import Task, load_task
+from environments.tasks import Task
 
 SANDBOX_MARK = ".qvl-sandbox-home"  # a home dir we may wipe carries this file
 _SANDBOX_NOTE = "sandbox home of a qvl-agent DesktopEnvironment; wiped and restored on every reset\n"
@@ -329,7 +329,7 @@ class DesktopEnvironment:
         shutil.rmtree(self.controller.cache_dir, ignore_errors=True)
         self.action_history = []
         self.skip_reason = self.setup_error = None
-        self.task = _as_task(task) if task is not None else None
+        self.task = as_task(task) if task is not None else None
         self.controller.task_id = self.task.id if self.task else ""
         extra: dict[str, Any] = {}
         if self.task is not None:
@@ -360,13 +360,8 @@ class DesktopEnvironment:
         return self._observe(), outcome
 
     def evaluate(self) -> EvalResult:
-        if self.task is None:
-            return EvalResult(status="skipped", reason="no task was set by reset()")
-        if self.skip_reason is not None:
-            return EvalResult(status="skipped", reason=self.skip_reason)
-        if self.setup_error is not None:
-            return EvalResult(status="error", reason=f"setup failed: {self.setup_error}")
-        return evaluate_task(self.task, self.controller, self.action_history)
+        return evaluate_environment(self.task, self.controller, self.action_history, self.skip_reason,
+                                    self.setup_error)
 
     def close(self) -> None:
         if self._closed:
@@ -398,14 +393,6 @@ class DesktopEnvironment:
             self.close()
         except Exception:
             pass
-
-
-def _as_task(task: Task | dict | str | Path) -> Task:
-    if isinstance(task, Task):
-        return task
-    if isinstance(task, dict):
-        return Task.model_validate(task)
-    return load_task(task)
 
 
 def _check_sandbox_home(home: Path) -> None:

@@ -8,11 +8,14 @@ Where OSWorld would crash or silently score, this reports instead: an exception 
 or metric is status "error" (never a pass), an unknown metric/getter or a case a metric does not
 implement is "skipped" with reason "unsupported: ...", and files that cannot be had offline are
 "skipped" with the reason.
+
+`as_task` and `evaluate_environment` are what every environment's `reset`/`evaluate` share.
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from agent.actions import Action
@@ -21,7 +24,7 @@ from environments.controller import Controller
 from environments.getters import GETTERS
 from environments.metrics import METRICS, Unsupported
 from environments.setup import SetupError, TaskSkipped, locate, run_steps
-from environments.tasks import GetterSpec, Task
+from environments.tasks import GetterSpec, Task, load_task
 
 DETAIL_CHARS = 2000  # getter outputs kept in EvalResult.details, truncated
 
@@ -136,6 +139,27 @@ def evaluate_task(task: Task, controller: Controller, action_history: list[Any])
             return _scored(1.0, per_metric, t0, f"{func} scored 1")
     final = sum(scores) / len(scores) if conj == "and" else max(scores)
     return _scored(final, per_metric, t0, "")
+
+
+def as_task(task: Task | dict | str | Path) -> Task:
+    """A task given as a `Task`, its JSON object, or the path of a task file."""
+    if isinstance(task, Task):
+        return task
+    if isinstance(task, dict):
+        return Task.model_validate(task)
+    return load_task(task)
+
+
+def evaluate_environment(task: Task | None, controller: Controller, action_history: list[Any],
+                         skip_reason: str | None, setup_error: str | None) -> EvalResult:
+    """`Environment.evaluate()`: what reset() found (no task, a skip reason, a failed setup) wins over scoring."""
+    if task is None:
+        return EvalResult(status="skipped", reason="no task was set by reset()")
+    if skip_reason is not None:
+        return EvalResult(status="skipped", reason=skip_reason)
+    if setup_error is not None:
+        return EvalResult(status="error", reason=f"setup failed: {setup_error}")
+    return evaluate_task(task, controller, action_history)
 
 
 def _scored(score: float, per_metric: list[dict], t0: float, reason: str) -> EvalResult:

@@ -16,7 +16,8 @@ import pytest
 from agent.actions import Action
 from environments import getters as G
 from environments.controller import Controller
-from environments.evaluate import evaluate_task, evaluation_blocker, is_fail
+from environments.base import EvalResult
+from environments.evaluate import as_task, evaluate_environment, evaluate_task, evaluation_blocker, is_fail
 from environments.setup import (SetupError, TaskSkipped, fetch, offline_blocker, run_steps, substitute)
 from environments.tasks import SetupStep, Task
 
@@ -95,6 +96,35 @@ def test_options_are_passed_per_metric(ctl):
     assert evaluate_task(t, ctl, []).score == 0.0
     t2 = task({"func": "literal_match", "result": rule("A"), "expected": rule("a"), "options": {"ignore_case": True}})
     assert evaluate_task(t2, ctl, []).score == 1.0
+
+
+def test_evaluate_environment_reports_what_reset_found_before_scoring(ctl):
+    t = task({"func": "infeasible"})
+    assert evaluate_environment(None, ctl, [FAIL], None, None) == EvalResult(
+        status="skipped", reason="no task was set by reset()")
+    assert evaluate_environment(t, ctl, [FAIL], "needs the internet: x", "boom") == EvalResult(
+        status="skipped", reason="needs the internet: x")
+    assert evaluate_environment(t, ctl, [FAIL], None, "config[0] open: boom") == EvalResult(
+        status="error", reason="setup failed: config[0] open: boom")
+    scored = evaluate_environment(t, ctl, [FAIL], None, None)
+    assert (scored.status, scored.score) == ("scored", 1.0)
+    assert evaluate_environment(t, ctl, [DONE], None, None).score == 0.0
+
+
+def test_as_task_takes_a_task_its_json_or_its_file(tmp_path):
+    spec = {"id": "t", "instruction": "x", "evaluator": {"func": "infeasible"}}
+    t = as_task(spec)
+    assert isinstance(t, Task) and t.id == "t" and as_task(t) is t
+    path = tmp_path / "os" / "t.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(spec))
+    for given in (path, str(path)):
+        loaded = as_task(given)
+        assert (loaded.id, loaded.domain, loaded.path) == ("t", "os", path)
+    with pytest.raises(FileNotFoundError, match="task file not found"):
+        as_task(tmp_path / "missing.json")
+    with pytest.raises(ValueError, match="instruction"):
+        as_task({"id": "t", "evaluator": {"func": "infeasible"}})
 
 
 def test_missing_vm_file_scores_zero(ctl):

@@ -210,28 +210,13 @@ def _dequantized(fp8: Path, dst: Path) -> Path:
     from safetensors import safe_open
     from safetensors.torch import save_file
 
-    from model.quant import FP8_DTYPE, dequantize_fp8_block
+    from model.quantize import dequantize_state
 
     tensors = {}
     for f in sorted(fp8.glob("*.safetensors")):
         with safe_open(str(f), "pt") as h:
             tensors.update({n: h.get_tensor(n) for n in h.keys()})
-    out, experts = {}, {}
-    for n, t in tensors.items():
-        if n.endswith("weight_scale_inv"):
-            continue
-        if t.dtype == FP8_DTYPE:
-            t = dequantize_fp8_block(t, tensors[n + "_scale_inv"], torch.bfloat16)
-        if ".mlp.experts." in n:
-            prefix, rest = n.split(".mlp.experts.")
-            e, proj = rest.split(".")[:2]
-            experts.setdefault(prefix, {}).setdefault(proj, {})[int(e)] = t
-        else:
-            out[n] = t
-    for prefix, projs in experts.items():
-        stack = {p: torch.stack([projs[p][e] for e in sorted(projs[p])]) for p in projs}
-        out[f"{prefix}.mlp.experts.gate_up_proj"] = torch.cat([stack["gate_proj"], stack["up_proj"]], 1)
-        out[f"{prefix}.mlp.experts.down_proj"] = stack["down_proj"]
+    out = dequantize_state(tensors)
     dst.mkdir()
     config = json.loads((fp8 / "config.json").read_text())
     config.pop("quantization_config")

@@ -29,7 +29,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from model.moe import load_expert_weights
-from model.quant import BLOCK, quantize_fp8_block, scale_grid_shape
+from model.quant import BLOCK, FP8_DTYPE, dequantize_fp8_block, quantize_fp8_block, scale_grid_shape
 
 SUPPORTED_MODEL_TYPES = ("qwen3_vl", "qwen3_vl_moe")
 FLOAT_DTYPES = {"F32": 4, "BF16": 2, "F16": 2}
@@ -218,6 +218,29 @@ def output_config(config: dict, modules_to_not_convert: list[str]) -> dict:
         config["dtype"] = "bfloat16"
     config["quantization_config"] = quantization_config(modules_to_not_convert)
     return config
+
+
+def dequantize_state(tensors: dict[str, torch.Tensor], dtype: torch.dtype = torch.bfloat16) -> dict[str, torch.Tensor]:
+    """FP8 checkpoint tensors -> `dtype` tensors in the layout transformers saves (per-expert weights fused into
+    gate_up_proj [E, 2I, H] / down_proj [E, H, I]). The reference side of FP8 parity checks: transformers cannot
+    load per-expert FP8 MoE checkpoints itself."""
+    out, experts = {}, {}
+    for n, t in tensors.items():
+        if n.endswith("weight_scale_inv"):
+            continue
+        if t.dtype == FP8_DTYPE:
+            t = dequantize_fp8_block(t, tensors[n + "_scale_inv"], dtype)
+        if ".mlp.experts." in n:
+            prefix, rest = n.split(".mlp.experts.")
+            e, proj = rest.split(".")[:2]
+            experts.setdefault(prefix, {}).setdefault(proj, {})[int(e)] = t
+        else:
+            out[n] = t
+    for prefix, projs in experts.items():
+        stack = {p: torch.stack([projs[p][e] for e in sorted(projs[p])]) for p in projs}
+        out[f"{prefix}.mlp.experts.gate_up_proj"] = torch.cat([stack["gate_proj"], stack["up_proj"]], 1)
+        out[f"{prefix}.mlp.experts.down_proj"] = stack["down_proj"]
+    return out
 
 
 def parse_size(text: str) -> int:

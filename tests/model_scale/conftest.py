@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 
 import tiny_checkpoints
 from agent.cli import main as cli_main
-from model.quant import FP8_DTYPE, dequantize_fp8_block
+from model.quantize import dequantize_state
 
 FP8_TEXT = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2,
                 num_key_value_heads=1, head_dim=128,
@@ -75,25 +75,9 @@ def per_expert_layout(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
     return out
 
 
-def dequantized_copy(fp8: Path, dst: Path, num_experts: int) -> Path:
+def dequantized_copy(fp8: Path, dst: Path) -> Path:
     """The FP8 checkpoint with every FP8 weight dequantized to bf16, experts fused as transformers saves them."""
-    tensors = read_tensors(fp8)
-    out, experts = {}, {}
-    for n, t in tensors.items():
-        if n.endswith("weight_scale_inv"):
-            continue
-        if t.dtype == FP8_DTYPE:
-            t = dequantize_fp8_block(t, tensors[n + "_scale_inv"], torch.bfloat16)
-        if ".mlp.experts." in n:
-            prefix, rest = n.split(".mlp.experts.")
-            e, proj = rest.split(".")[:2]
-            experts.setdefault(prefix, {}).setdefault(proj, {})[int(e)] = t
-        else:
-            out[n] = t
-    for prefix, projs in experts.items():
-        stack = {p: torch.stack([projs[p][e] for e in range(num_experts)]) for p in projs}
-        out[f"{prefix}.mlp.experts.gate_up_proj"] = torch.cat([stack["gate_proj"], stack["up_proj"]], 1)
-        out[f"{prefix}.mlp.experts.down_proj"] = stack["down_proj"]
+    out = dequantize_state(read_tensors(fp8))
     config = json.loads((fp8 / "config.json").read_text())
     config.pop("quantization_config")
     return copy_folder_with(fp8, dst, out, config)
@@ -127,7 +111,7 @@ def fp8_models(tmp_path_factory) -> dict[str, Path]:
         src = out[kind] = _bf16_checkpoint(root / kind, moe=kind == "moe")
         fp8 = out[f"{kind}_fp8"] = root / f"{kind}_fp8"
         assert cli_main(["quantize", str(src), str(fp8), "--fp8", "--max-shard-size", "4MB"]) == 0
-        out[f"{kind}_deq"] = dequantized_copy(fp8, root / f"{kind}_deq", FP8_MOE["num_experts"])
+        out[f"{kind}_deq"] = dequantized_copy(fp8, root / f"{kind}_deq")
     return out
 
 

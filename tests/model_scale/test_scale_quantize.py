@@ -27,7 +27,7 @@ from transformers import (
 
 from agent.cli import main as cli_main
 from model.quant import FP8_DTYPE, dequantize_fp8_block, quantize_fp8_block
-from model.quantize import QUANTIZED_LINEAR, parse_size
+from model.quantize import QUANTIZED_LINEAR, dequantize_state, parse_size
 from tiny_tokenizer import save_processor
 
 VISION = dict(depth=2, hidden_size=32, num_heads=2, intermediate_size=64, patch_size=16, temporal_patch_size=2,
@@ -93,27 +93,6 @@ def read_folder(folder: Path) -> dict[str, torch.Tensor]:
     for f in sorted(folder.glob("*.safetensors")):
         with safe_open(str(f), "pt") as h:
             out.update({n: h.get_tensor(n) for n in h.keys()})
-    return out
-
-
-def dequantized(tensors: dict[str, torch.Tensor], num_experts: int) -> dict[str, torch.Tensor]:
-    """FP8 checkpoint tensors -> bf16 tensors in transformers' names (per-expert -> fused [E, 2I, H] / [E, H, I])."""
-    out, experts = {}, {}
-    for n, t in tensors.items():
-        if n.endswith("weight_scale_inv"):
-            continue
-        if t.dtype == FP8_DTYPE:
-            t = dequantize_fp8_block(t, tensors[n + "_scale_inv"], torch.bfloat16)
-        if ".mlp.experts." in n:
-            prefix, rest = n.split(".mlp.experts.")
-            e, proj = rest.split(".")[:2]
-            experts.setdefault(prefix, {}).setdefault(proj, {})[int(e)] = t
-        else:
-            out[n] = t
-    for prefix, projs in experts.items():
-        stack = {p: torch.stack([projs[p][e] for e in range(num_experts)]) for p in projs}
-        out[f"{prefix}.mlp.experts.gate_up_proj"] = torch.cat([stack["gate_proj"], stack["up_proj"]], 1)
-        out[f"{prefix}.mlp.experts.down_proj"] = stack["down_proj"]
     return out
 
 
@@ -244,7 +223,7 @@ def test_dequantized_output_loads_into_transformers(converted, kind, tmp_path):
     model, _, dst = converted[kind]
     cfg = json.loads((dst / "config.json").read_text())
     cfg.pop("quantization_config")
-    tensors = dequantized(read_folder(dst), E)
+    tensors = dequantize_state(read_folder(dst))
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     save_file(tensors, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
     cls = type(model)

@@ -1,10 +1,12 @@
 """A sandboxed headless browser as an agent environment.
 
 The browser is Debian's chromium driven by `tools.browser.BrowserExecutor`; the page's viewport is the
-screen the agent sees. Tasks in OSWorld's format run here when every setup step makes sense in a bare
-browser (`chrome_open_tabs` → navigate, `sleep`), and are scored by the harness's `evaluate_task`
-against a `Controller` whose home is a private temp folder. The bundled sites (`environments.sites`)
-are started on demand for tasks that name them through the `{SITE}` / `{SITE_STATE}` placeholders.
+screen the agent sees. Its profile is the sandbox home's `~/.config/google-chrome` and its DevTools port
+is the `Controller`'s, so OSWorld tasks run here through the harness itself: setup steps
+(`environments.setup`, e.g. `chrome_open_tabs` over CDP), getters and `evaluate_task`, against a
+Controller whose home is a private temp folder. Tasks whose steps need more than a bare browser
+(`BROWSER_STEP_TYPES`) run in DesktopEnvironment. The bundled sites (`environments.sites`) are started
+on demand for tasks that name them through the `{SITE}` / `{SITE_STATE}` placeholders.
 
 As in DesktopEnvironment, `reset(task)` never raises for a task that cannot run here: the reason goes
 to `skip_reason` (and the observation's `extra["skipped"]`), a failed setup step to `setup_error`,
@@ -23,8 +25,7 @@ from pathlib import Path
 from agent.actions import Action, ActionOutcome
 from environments.base import EvalResult, Observation
 from environments.controller import Controller
-from environments.evaluate import as_task, evaluate_environment, evaluation_blocker
-from environments.setup import offline_blocker
+from environments.evaluate import as_task, evaluate_environment, observation_extra, start_task
 from environments.sites import SiteServer, fill_site_placeholders, uses_sites
 from environments.tasks import Task
 
@@ -59,24 +60,29 @@ class BrowserEnvironment:
         self.start_url = start_url
         self._root = Path(tempfile.mkdtemp(prefix="qvl-browser-env-"))
         self.home = self._root / "home"
-        self.home.mkdir()
+        self.profile = self.home / ".config" / "google-chrome"  # where OSWorld's chrome getters look
+        self.profile.mkdir(parents=True)
         self._sites = sites
         self._own_sites: SiteServer | None = None
         self.task: Task | None = None
         self.skip_reason: str | None = None
         self.setup_error: str | None = None
         self.action_history: list[Action] = []
+        try:
+            # A persistent context is chromium's default context, the one a CDP client (the harness's
+            # chrome_open_tabs, the tab getters) sees; port 0 lets chromium pick a free port.
+            self.executor = BrowserExecutor.launch(headless=headless, viewport=tuple(viewport), cdp_port=0,
+                                                   user_data_dir=self.profile, allow_domains=allow_domains,
+                                                   deny_domains=deny_domains)
+            chrome_port = _devtools_port(self.profile)
+        except BaseException:
+            self.close()
+            raise
         # Getters and metrics read files through a Controller; here it runs commands in the private home.
         self.controller = Controller(
             env={**os.environ, "HOME": str(self.home)}, home=self.home, cache_dir=self._root / "cache",
             display=os.environ.get("DISPLAY", ""), screen_size=tuple(viewport), marker=uuid.uuid4().hex,
-            chrome_port=0)
-        try:
-            self.executor = BrowserExecutor.launch(headless=headless, viewport=tuple(viewport),
-                                                   allow_domains=allow_domains, deny_domains=deny_domains)
-        except BaseException:
-            shutil.rmtree(self._root, ignore_errors=True)
-            raise
+            chrome_port=chrome_port)
 
     # -- Environment protocol -------------------------------------------------------------------------
 
@@ -84,30 +90,17 @@ class BrowserEnvironment:
         self.action_history = []
         self.skip_reason = self.setup_error = None
         shutil.rmtree(self.controller.cache_dir, ignore_errors=True)
-        page = self.executor.page
-        page.context.clear_cookies()
-        page.goto("about:blank")
+        self._blank_tab()
         self.task = as_task(task) if task is not None else None
         self.controller.task_id = self.task.id if self.task else ""
-        extra: dict = {}
         if self.task is None:
             if self.start_url:
                 self.executor.goto(self.start_url)
-            return self.observe(extra)
+            return self.observe()
         if uses_sites(self.task.model_dump(mode="json")):
             self.task = start_on_sites(self.task, self.sites)
-        extra.update(task_id=self.task.id, instruction=self.task.instruction)
-        self.skip_reason = (self._desktop_steps() or offline_blocker(self.task, self.controller)
-                            or evaluation_blocker(self.task, self.controller))
-        if self.skip_reason is None:
-            try:
-                self._run_steps(self.task.config)
-            except Exception as e:  # noqa: BLE001 - OSWorld aborts setup on any failing step
-                self.setup_error = f"{type(e).__name__}: {e}"
-                extra["setup_error"] = self.setup_error
-        else:
-            extra["skipped"] = self.skip_reason
-        return self.observe(extra)
+        self.skip_reason, self.setup_error = start_task(self.task, self.controller, blocker=self._desktop_steps())
+        return self.observe(observation_extra(self.task, self.skip_reason, self.setup_error))
 
     def step(self, action: Action, target: tuple[float, float] | None = None) -> tuple[Observation, ActionOutcome]:
         self.action_history.append(action)
@@ -119,7 +112,9 @@ class BrowserEnvironment:
                                     self.setup_error)
 
     def close(self) -> None:
-        self.executor.close()
+        executor = getattr(self, "executor", None)
+        if executor is not None:
+            executor.close()
         if self._own_sites is not None:
             self._own_sites.close()
             self._own_sites = None
@@ -154,16 +149,24 @@ class BrowserEnvironment:
             return f"needs a desktop: setup step(s) {', '.join(others)} (run it in DesktopEnvironment)"
         return None
 
-    def _run_steps(self, steps) -> None:
-        """OSWorld setup steps in a one-page browser: chrome_open_tabs navigates (the last URL stays shown).
+    def _blank_tab(self) -> None:
+        """One blank tab and no cookies: the browser a task's setup starts from."""
+        page = self.executor.page
+        for other in page.context.pages:
+            if other is not page:
+                other.close()
+        page.context.clear_cookies()
+        page.goto("about:blank")
 
-        The harness's chrome_open_tabs attaches over CDP from a second Playwright; that cannot share a
-        thread with this executor's Playwright, so the browser steps are carried out here directly.
-        """
-        for step in steps:
-            if step.type == "chrome_open_tabs":
-                for url in step.parameters.get("urls_to_open") or []:
-                    self.executor.goto(url)
-            elif step.type == "sleep":
-                time.sleep(float(step.parameters.get("seconds", 0)))
 
+def _devtools_port(profile: Path, timeout_s: float = 10.0) -> int:
+    """The port chromium started with `--remote-debugging-port=0` listens on (it writes it to the profile)."""
+    path = profile / "DevToolsActivePort"
+    deadline = time.time() + timeout_s
+    while True:
+        first_line = path.read_text().split("\n", 1)[0] if path.is_file() else ""
+        if first_line.isdigit():
+            return int(first_line)
+        if time.time() > deadline:
+            raise RuntimeError(f"chromium wrote no DevTools port to {path}")
+        time.sleep(0.05)

@@ -42,8 +42,8 @@ from typing import Any
 from agent.actions import Action, ActionOutcome
 from environments.base import EvalResult, Observation
 from environments.controller import CHROME_PORT_VAR, MARKER_VAR, Controller
-from environments.evaluate import as_task, evaluate_environment, evaluation_blocker
-from environments.setup import CHROMIUM, SetupError, TaskSkipped, offline_blocker, run_steps
+from environments.evaluate import as_task, evaluate_environment, observation_extra, start_task
+from environments.setup import CHROMIUM
 from environments.tasks import Task
 
 SANDBOX_MARK = ".qvl-sandbox-home"  # a home dir we may wipe carries this file
@@ -331,23 +331,10 @@ class DesktopEnvironment:
         self.skip_reason = self.setup_error = None
         self.task = as_task(task) if task is not None else None
         self.controller.task_id = self.task.id if self.task else ""
-        extra: dict[str, Any] = {}
-        if self.task is not None:
-            extra.update(task_id=self.task.id, instruction=self.task.instruction)
-            self.skip_reason = (offline_blocker(self.task, self.controller)
-                                or evaluation_blocker(self.task, self.controller))
-            if self.skip_reason is None:
-                try:
-                    run_steps(self.task.config, self.controller, phase="config")
-                    time.sleep(self.settle_s)  # let launched apps draw before the first screenshot
-                except TaskSkipped as e:
-                    self.skip_reason = e.reason
-                except SetupError as e:
-                    self.setup_error = str(e)
-                    extra["setup_error"] = self.setup_error
-            if self.skip_reason is not None:
-                extra["skipped"] = self.skip_reason
-        return self._observe(extra)
+        if self.task is None:
+            return self._observe()
+        self.skip_reason, self.setup_error = start_task(self.task, self.controller, settle_s=self.settle_s)
+        return self._observe(observation_extra(self.task, self.skip_reason, self.setup_error))
 
     def _observe(self, extra: dict | None = None) -> Observation:
         return Observation(screenshot=self.controller.screenshot(), extra=extra or {})

@@ -9,7 +9,8 @@ or metric is status "error" (never a pass), an unknown metric/getter or a case a
 implement is "skipped" with reason "unsupported: ...", and files that cannot be had offline are
 "skipped" with the reason.
 
-`as_task` and `evaluate_environment` are what every environment's `reset`/`evaluate` share.
+`as_task`, `start_task`, `observation_extra` and `evaluate_environment` are the parts of `reset` and
+`evaluate` that every environment shares.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from environments.base import EvalResult
 from environments.controller import Controller
 from environments.getters import GETTERS
 from environments.metrics import METRICS, Unsupported
-from environments.setup import SetupError, TaskSkipped, locate, run_steps
+from environments.setup import SetupError, TaskSkipped, locate, offline_blocker, run_steps
 from environments.tasks import GetterSpec, Task, load_task
 
 DETAIL_CHARS = 2000  # getter outputs kept in EvalResult.details, truncated
@@ -148,6 +149,36 @@ def as_task(task: Task | dict | str | Path) -> Task:
     if isinstance(task, dict):
         return Task.model_validate(task)
     return load_task(task)
+
+
+def start_task(task: Task, controller: Controller, *, blocker: str | None = None,
+               settle_s: float = 0.0) -> tuple[str | None, str | None]:
+    """OSWorld's reset for `task`: (skip reason, setup error), at most one of them set.
+
+    The config steps run only when nothing blocks the task: `blocker` (the environment's own reason),
+    the offline checks and the evaluator's. `settle_s` after a clean setup lets launched apps draw.
+    """
+    skip_reason = blocker or offline_blocker(task, controller) or evaluation_blocker(task, controller)
+    if skip_reason is not None:
+        return skip_reason, None
+    try:
+        run_steps(task.config, controller, phase="config")
+    except TaskSkipped as e:
+        return e.reason, None
+    except SetupError as e:
+        return None, str(e)
+    time.sleep(settle_s)
+    return None, None
+
+
+def observation_extra(task: Task, skip_reason: str | None, setup_error: str | None) -> dict[str, Any]:
+    """`Observation.extra` of reset's first observation: the task, and why it will not be scored, if so."""
+    extra: dict[str, Any] = {"task_id": task.id, "instruction": task.instruction}
+    if skip_reason is not None:
+        extra["skipped"] = skip_reason
+    if setup_error is not None:
+        extra["setup_error"] = setup_error
+    return extra
 
 
 def evaluate_environment(task: Task | None, controller: Controller, action_history: list[Any],

@@ -413,30 +413,39 @@ def offline_blocker(task: Task, controller: Controller) -> str | None:
 
 
 class cdp_browser:
-    """`with cdp_browser(controller) as browser:` Playwright connected over CDP to the managed chromium."""
+    """`with cdp_browser(controller) as browser:` Playwright connected over CDP to the managed chromium.
+
+    The connection goes through the thread's shared Playwright driver (`tools.browser.shared_playwright`),
+    so it works beside a BrowserExecutor running in the same thread.
+    """
 
     def __init__(self, controller: Controller, tries: int = CDP_CONNECT_TRIES) -> None:
         self.controller = controller
         self.tries = tries
 
     def __enter__(self):
-        from playwright.sync_api import sync_playwright
+        from tools.browser import shared_playwright
 
-        self._pw = sync_playwright().start()
+        playwright = shared_playwright.acquire()
         endpoint = f"http://127.0.0.1:{self.controller.chrome_port}"
-        last = None
-        for _ in range(self.tries):
-            try:
-                self._browser = self._pw.chromium.connect_over_cdp(endpoint, timeout=10_000)
-                return self._browser
-            except Exception as e:  # chromium not listening yet
-                last = e
-                time.sleep(1)
-        self._pw.stop()
+        last, self._browser = None, None
+        try:
+            for _ in range(self.tries):
+                try:
+                    self._browser = playwright.chromium.connect_over_cdp(endpoint, timeout=10_000)
+                    return self._browser
+                except Exception as e:  # chromium not listening yet
+                    last = e
+                    time.sleep(1)
+        finally:
+            if self._browser is None:  # __exit__ will not run: give the driver back here
+                shared_playwright.release()
         raise SetupError(f"no chromium DevTools endpoint at {endpoint} ({last})")
 
     def __exit__(self, *exc) -> None:
+        from tools.browser import shared_playwright
+
         try:
             self._browser.close()  # disconnects; the browser keeps running
         finally:
-            self._pw.stop()
+            shared_playwright.release()

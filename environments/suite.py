@@ -144,19 +144,13 @@ class Workbench:
         return self._sites
 
     def environment(self, task: Task):
-        """The environment for `task`; the other kind is closed first.
-
-        One kind at a time: OSWorld's CDP getters and setup steps start their own sync Playwright,
-        which cannot run in a thread where the browser environment's Playwright is running.
-        """
+        """The environment for `task`: the worker's browser for browser-only tasks, its desktop for the rest."""
         from environments.browser import BrowserEnvironment, runs_in_browser
 
         if runs_in_browser(task):
-            self._close("_desktop")
             if self._browser is None:
                 self._browser = BrowserEnvironment(sites=self.sites)
             return self._browser
-        self._close("_browser")
         if self._desktop is None:
             from environments.desktop import DesktopEnvironment
 

@@ -18,8 +18,10 @@ from environments import getters as G
 from environments.controller import Controller
 from environments.base import EvalResult
 from environments.evaluate import as_task, evaluate_environment, evaluate_task, evaluation_blocker, is_fail
-from environments.setup import (SetupError, TaskSkipped, fetch, offline_blocker, run_steps, substitute)
+from environments.setup import (SetupError, TaskSkipped, cdp_browser, fetch, offline_blocker, run_steps,
+                                substitute)
 from environments.tasks import SetupStep, Task
+from tools.browser import shared_playwright
 
 FAIL = Action(action="terminate", status="failure")
 DONE = Action(action="terminate", status="success")
@@ -332,6 +334,13 @@ def test_cloud_file_expected_comes_from_the_mirror_or_skips(ctl):
     (ctl.mirror / "os/task-1/gold.txt").write_text("42\n")
     (ctl.home / "out.txt").write_text("42\n")
     assert evaluate_task(t, ctl, []).score == 1.0
+
+
+def test_cdp_browser_without_chromium_is_a_setup_error_and_gives_the_driver_back(ctl):
+    with pytest.raises(SetupError, match="no chromium DevTools endpoint at http://127.0.0.1:1 "):
+        with cdp_browser(ctl, tries=1):
+            pass
+    assert getattr(shared_playwright._local, "users", 0) == 0 and shared_playwright._local.driver is None
 
 
 def test_update_browse_history_then_history_getter(ctl):

@@ -8,9 +8,9 @@ import httpx
 import pytest
 
 from agent.actions import Action
-from environments.browser import BrowserEnvironment, runs_in_browser
+from environments.browser import BrowserEnvironment, runs_in_browser, start_on_sites
 from environments.sites import serve_bundled_sites
-from environments.suite import load_tasks
+from environments.suite import EvalSettings, Workbench, load_tasks
 from environments.tasks import Task
 
 pytestmark = pytest.mark.browser
@@ -72,6 +72,28 @@ def test_task_setup_click_and_score(env):
     assert env.evaluate().score == 0.0 and env.sites.read_state()["bookings"] == []
 
 
+def test_harness_tab_steps_and_tab_getters_reach_the_environments_browser(env):
+    tabs = ["{SITE}/forms/", "{SITE}/flights/"]
+    spec = _task(config=[{"type": "chrome_open_tabs", "parameters": {"urls_to_open": tabs}}],
+                 evaluator={"func": ["is_expected_tabs", "is_expected_active_tab"],
+                            "result": [{"type": "open_tabs_info"}, {"type": "active_tab_info"}],
+                            "expected": [{"type": "rule", "rules": {"type": "url", "urls": tabs}},
+                                         {"type": "rule", "rules": {"type": "url", "url": "{SITE}/flights/"}}]})
+    env.executor.page.context.new_page()  # a tab the previous task left open goes on reset
+    obs = env.reset(spec)
+    base = env.sites.url
+    assert obs.url == base + "/flights/"  # the last tab opened is the one the agent sees
+    assert [p.url for p in env.executor.page.context.pages] == [base + "/forms/", base + "/flights/"]
+    assert obs.screenshot.size == (1280, 800) and env.executor.page.title() == "SkyLocal Flights"
+    result = env.evaluate()  # the getters read the tabs over CDP, beside the executor's Playwright
+    assert (result.status, result.score) == ("scored", 1.0), result
+    env.executor.page.close()
+    result = env.evaluate()
+    assert (result.status, result.score) == ("scored", 0.0), result
+    assert env.reset(_task()).url == base + "/flights/"
+    assert len(env.executor.page.context.pages) == 1
+
+
 def test_fail_on_infeasible_and_feasible(env):
     env.reset(_task(evaluator={"func": "infeasible"}))
     env.step(Action(action="terminate", status="failure"))
@@ -120,3 +142,30 @@ def test_bundled_booking_evaluator_wants_exactly_the_requested_booking(env):
         env.reset(task)
         book(**change)
         assert env.evaluate().score == 0.0, change
+
+
+@pytest.mark.display
+def test_a_worker_keeps_its_browser_while_desktop_tasks_use_cdp(chromium_path):
+    """The desktop's CDP setup steps and getters share the thread's Playwright with the live browser."""
+    bench = Workbench(EvalSettings())
+    try:
+        browser_task = Task.model_validate(_task())
+        desktop_task = Task.model_validate(_task(
+            config=[{"type": "launch", "parameters": {"command": ["google-chrome", "{SITE}/flights/"]}},
+                    {"type": "chrome_open_tabs", "parameters": {"urls_to_open": ["{SITE}/forms/"]}}],
+            # OSWorld's chrome_open_tabs closes the tab the browser started with: only forms stays
+            evaluator={"func": "is_expected_tabs", "result": {"type": "open_tabs_info"},
+                       "expected": {"type": "rule", "rules": {"type": "url", "urls": ["{SITE}/forms/"]}}}))
+        assert runs_in_browser(browser_task) and not runs_in_browser(desktop_task)
+        browser = bench.environment(browser_task)
+        assert browser.reset(browser_task).url == bench.sites.url + "/flights/"
+        desktop = bench.environment(desktop_task)
+        assert bench.environment(browser_task) is browser and bench.environment(desktop_task) is desktop
+        obs = desktop.reset(start_on_sites(desktop_task, bench.sites))
+        assert "skipped" not in obs.extra and "setup_error" not in obs.extra, obs.extra
+        result = desktop.evaluate()
+        assert (result.status, result.score) == ("scored", 1.0), result
+        assert browser.reset(browser_task).url == bench.sites.url + "/flights/"  # still alive
+        assert browser.evaluate().status == "scored"
+    finally:
+        bench.close()

@@ -2,7 +2,7 @@
 
 Targets arrive in screenshot pixels of the viewport; with device_scale_factor > 1 a screenshot has
 more pixels than the page has CSS pixels, and `geometry` maps one to the other. Action semantics
-match the desktop executor (tools/desktop.py): `pixels` counts wheel notches, scroll positive = up,
+match the desktop executor (tools/base.py, tools/desktop.py): `pixels` counts wheel notches, scroll positive = up,
 hscroll positive = right, "\n" in `type` presses Enter, a click without a target clicks where the
 pointer last was.
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 import os
 import threading
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,8 +23,7 @@ from urllib.parse import urlsplit
 from PIL import Image
 
 from agent.actions import Action, ActionOutcome
-from tools.base import ScreenGeometry
-from tools.desktop import CLICKS, wheel_notches
+from tools.base import CLICKS, ScreenGeometry, require_target, run_without_device, type_text, wheel_notches
 from tools.keys import parse_chord, playwright_key
 
 CHROMIUM = "/usr/bin/chromium"
@@ -301,6 +299,9 @@ class BrowserExecutor:
                 self.page = remaining[-1]
 
     def _execute(self, action: Action, target: tuple[float, float] | None) -> ActionOutcome:
+        outcome = run_without_device(action)
+        if outcome is not None:
+            return outcome
         mouse = self.page.mouse
         name = action.action
         point = self._geometry.to_input(*target) if target is not None else None
@@ -312,11 +313,11 @@ class BrowserExecutor:
             mouse.click(x, y, button=button, click_count=clicks)
             return self._pointer_outcome(x, y)
         if name == "mouse_move":
-            x, y = self._require(point, name)
+            x, y = require_target(point, name)
             mouse.move(x, y)
             return self._pointer_outcome(x, y)
         if name == "left_click_drag":
-            x, y = self._require(point, name)
+            x, y = require_target(point, name)
             mouse.down(button="left")
             try:
                 mouse.move(x, y, steps=12)
@@ -339,15 +340,8 @@ class BrowserExecutor:
             self._settle()
             return ActionOutcome()
         if name == "type":
-            self._type(action.text or "")
+            type_text(action.text or "", self._type_line, lambda: self.page.keyboard.press("Enter"))
             return ActionOutcome()
-        if name == "wait":
-            time.sleep(float(action.time or 0))
-            return ActionOutcome()
-        if name == "answer":
-            return ActionOutcome(answer=action.text, done=True)
-        if name == "terminate":
-            return ActionOutcome(done=True, success=action.status == "success")
         raise ValueError(f"unsupported action {name!r}")
 
     def _pointer_outcome(self, x: float, y: float) -> ActionOutcome:
@@ -363,12 +357,6 @@ class BrowserExecutor:
             self.page.wait_for_load_state("domcontentloaded", timeout=3000)
         except Exception:
             pass
-
-    @staticmethod
-    def _require(point, name: str):
-        if point is None:
-            raise ValueError(f"action={name} needs a target point")
-        return point
 
     def _press_chord(self, canonical: list[str]) -> None:
         keyboard = self.page.keyboard
@@ -387,16 +375,9 @@ class BrowserExecutor:
             for k in reversed(pressed):
                 keyboard.up(k)
 
-    def _type(self, text: str) -> None:
-        keyboard = self.page.keyboard
-        lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-        for i, line in enumerate(lines):
-            if i:
-                keyboard.press("Enter")
-            if not line:
-                continue
-            if line.isascii():
-                keyboard.type(line)  # real key events, like a person typing
-            else:
-                keyboard.insert_text(line)  # one input event; key events cannot carry "é" or "✓"
+    def _type_line(self, line: str) -> None:
+        if line.isascii():
+            self.page.keyboard.type(line)  # real key events, like a person typing
+        else:
+            self.page.keyboard.insert_text(line)  # one input event; key events cannot carry "é" or "✓"
 

@@ -5,7 +5,7 @@ Targets arrive in screenshot pixels of the chosen monitor and are mapped to the 
 pyautogui reports — so HiDPI captures (physical pixels) and monitors with negative offsets land where
 the model pointed.
 
-Semantics the schema leaves open, fixed here once (the browser executor does the same):
+Semantics the schema leaves open (shared with the browser executor through tools/base.py):
 - `scroll` / `hscroll`: `pixels` counts wheel notches, like OSWorld's `pyautogui.scroll(pixels)`;
   scroll positive = up, hscroll positive = right (pyautogui's convention). With a target the pointer
   moves there first, so the wheel reaches the element under it.
@@ -27,19 +27,12 @@ from typing import Any
 from PIL import Image
 
 from agent.actions import Action, ActionOutcome
-from tools.base import ScreenGeometry
+from tools.base import CLICKS, ScreenGeometry, require_target, run_without_device, type_text, wheel_notches
 from tools.keys import parse_chord, pyautogui_key
 from tools.screenshots import grab, monitors, open_mss
 
 # Characters pyautogui.write types on X11 without help (it silently drops anything else).
 _PYAUTOGUI_TYPEABLE = frozenset(chr(c) for c in range(0x20, 0x7F)) | {"\t"}
-CLICKS = {  # action -> (button, clicks); shared with the browser executor
-    "left_click": ("left", 1),
-    "right_click": ("right", 1),
-    "middle_click": ("middle", 1),
-    "double_click": ("left", 2),
-    "triple_click": ("left", 3),
-}
 
 
 def geometry_for_monitor(
@@ -181,6 +174,9 @@ class DesktopExecutor:
 
     # --- actions ------------------------------------------------------------------------------------
     def _execute(self, action: Action, target: tuple[float, float] | None) -> ActionOutcome:
+        outcome = run_without_device(action)
+        if outcome is not None:
+            return outcome
         pg = self._pg
         name = action.action
         point = self._geometry.to_input(*target) if target is not None else None
@@ -191,11 +187,11 @@ class DesktopExecutor:
             pg.click(x, y, clicks=clicks, interval=0.05 if clicks > 1 else 0.0, button=button)
             return ActionOutcome(input_point=(x, y))
         if name == "mouse_move":
-            x, y = self._require(point, name)
+            x, y = require_target(point, name)
             pg.moveTo(x, y)
             return ActionOutcome(input_point=(x, y))
         if name == "left_click_drag":
-            x, y = self._require(point, name)
+            x, y = require_target(point, name)
             pg.mouseDown(button="left")
             try:
                 # intermediate motion events: sliders and DnD targets ignore a teleporting pointer
@@ -213,22 +209,9 @@ class DesktopExecutor:
             self._press_chord(parse_chord(action.keys or []))
             return ActionOutcome()
         if name == "type":
-            self._type(action.text or "")
+            type_text(action.text or "", self._type_line, lambda: self._press_chord(["enter"]))
             return ActionOutcome()
-        if name == "wait":
-            time.sleep(float(action.time or 0))
-            return ActionOutcome()
-        if name == "answer":
-            return ActionOutcome(answer=action.text, done=True)
-        if name == "terminate":
-            return ActionOutcome(done=True, success=action.status == "success")
         raise ValueError(f"unsupported action {name!r}")
-
-    @staticmethod
-    def _require(point: tuple[int, int] | None, name: str) -> tuple[int, int]:
-        if point is None:
-            raise ValueError(f"action={name} needs a target point")
-        return point
 
     def _press_chord(self, canonical: list[str]) -> None:
         pg = self._pg
@@ -245,17 +228,11 @@ class DesktopExecutor:
             for k in reversed(pressed):  # never leave a modifier stuck down
                 pg.keyUp(k)
 
-    def _type(self, text: str) -> None:
-        lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-        for i, line in enumerate(lines):
-            if i:
-                self._press_chord(["enter"])
-            if not line:
-                continue
-            if set(line) <= _PYAUTOGUI_TYPEABLE:
-                self._pg.write(line, interval=self.type_interval)
-            else:
-                self._paste(line)
+    def _type_line(self, line: str) -> None:
+        if set(line) <= _PYAUTOGUI_TYPEABLE:
+            self._pg.write(line, interval=self.type_interval)
+        else:
+            self._paste(line)
 
     def _paste(self, text: str) -> None:
         env = {**os.environ, "DISPLAY": self.display or os.environ.get("DISPLAY", "")}
@@ -282,9 +259,3 @@ def _clipboard_command() -> list[str] | None:
         return ["xsel", "--clipboard", "--input"]
     return None
 
-
-def wheel_notches(pixels: float | None) -> int:
-    """Wheel notches for a scroll amount; a nonzero fraction still scrolls one notch."""
-    p = float(pixels or 0)
-    n = int(round(p))
-    return n if n or p == 0 else (1 if p > 0 else -1)

@@ -1,11 +1,17 @@
-"""Screenshot px → input px for HiDPI and multi-monitor layouts (no display needed)."""
+"""What executors share, without a display: screenshot px → input px for HiDPI and multi-monitor layouts,
+wheel notches, line breaks in `type`, and the actions no input device takes part in."""
 
 from __future__ import annotations
 
+import time
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tools.desktop import geometry_for_monitor, wheel_notches
+from agent.actions import Action, ActionOutcome
+from tools.base import require_target, run_without_device, type_text, wheel_notches
+from tools.desktop import geometry_for_monitor
 
 
 def test_retina_2x_capture_maps_to_logical_points():
@@ -60,3 +66,30 @@ def test_every_target_lands_on_the_monitor(left, top, width, height, scale, fx, 
 
 def test_wheel_notches():
     assert [wheel_notches(p) for p in (-5, 3.4, 0.2, -0.2, 0)] == [-5, 3, 1, -1, 0]
+
+
+def test_type_text_presses_enter_at_every_kind_of_line_break():
+    events: list[str] = []
+    type_text("ab\r\nc\rd\n\ne\n", events.append, lambda: events.append("<enter>"))
+    assert events == ["ab", "<enter>", "c", "<enter>", "d", "<enter>", "<enter>", "e", "<enter>"]
+    events.clear()
+    type_text("", events.append, lambda: events.append("<enter>"))
+    assert events == []
+
+
+def test_wait_answer_terminate_need_no_device():
+    t0 = time.monotonic()
+    assert run_without_device(Action(action="wait", time=0.2)) == ActionOutcome()
+    assert time.monotonic() - t0 >= 0.2
+    assert run_without_device(Action(action="answer", text="Lisbon")) == ActionOutcome(answer="Lisbon", done=True)
+    assert run_without_device(Action(action="terminate", status="success")) == ActionOutcome(done=True, success=True)
+    assert run_without_device(Action(action="terminate", status="failure")) == ActionOutcome(done=True, success=False)
+    for device_action in (Action(action="left_click"), Action(action="type", text="x"),
+                          Action(action="key", keys=["enter"]), Action(action="scroll", pixels=1)):
+        assert run_without_device(device_action) is None
+
+
+def test_require_target_names_the_action():
+    assert require_target((3, 4), "mouse_move") == (3, 4)
+    with pytest.raises(ValueError, match="action=left_click_drag needs a target point"):
+        require_target(None, "left_click_drag")

@@ -43,14 +43,13 @@ from agent.actions import Action, ActionOutcome
 from environments.base import EvalResult, Observation
 from environments.controller import CHROME_PORT_VAR, MARKER_VAR, Controller
 from environments.evaluate import as_task, evaluate_environment, observation_extra, start_task
-from environments.setup import CHROMIUM
 from environments.tasks import Task
+from tools.browser import CHROMIUM, CHROMIUM_ARGS
 
 SANDBOX_MARK = ".qvl-sandbox-home"  # a home dir we may wipe carries this file
 _SANDBOX_NOTE = "sandbox home of a qvl-agent DesktopEnvironment; wiped and restored on every reset\n"
 HOME_SKELETON = ("Desktop", "Documents", "Downloads", "Music", "Pictures", "Videos", ".config")
-CHROMIUM_FLAGS = ("--no-first-run --no-default-browser-check --password-store=basic --no-sandbox "
-                  "--disable-gpu --disable-background-networking --disable-component-update --disable-sync")
+CHROMIUM_FLAGS = " ".join((*CHROMIUM_ARGS, "--no-default-browser-check", "--password-store=basic"))
 
 _OPENBOX_RC = """<?xml version="1.0" encoding="UTF-8"?>
 <openbox_config xmlns="http://openbox.org/3.4/rc">

@@ -26,8 +26,7 @@ from urllib.parse import unquote, urlparse
 
 from environments.controller import Controller
 from environments.tasks import SetupStep, Task, truthy
-
-CHROMIUM = "/usr/bin/chromium"
+from tools.browser import CHROMIUM, CHROMIUM_ARGS
 CDP_CONNECT_TRIES = 30  # OSWorld: 15 tries, 5 s apart; a local chromium is up within seconds
 OPEN_WINDOW_TIMEOUT_S = 120  # OSWorld waits up to 1800 s for the opened file's window
 UNTIL_MAX_FAILURES = 5
@@ -218,9 +217,7 @@ def history_template() -> bytes:
     """
     with tempfile.TemporaryDirectory(prefix="qvl-chrome-template-") as profile:
         subprocess.run(
-            [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
-             "--dump-dom", "about:blank"],
+            [CHROMIUM, "--headless=new", *CHROMIUM_ARGS, f"--user-data-dir={profile}", "--dump-dom", "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60, check=False)
         made = Path(profile) / "Default" / "History"
         if not made.is_file():

@@ -17,8 +17,7 @@ import httpx
 import pytest
 
 from agent.actions import Action
-from conftest import CHROMIUM_ARGS
-from tools.browser import shared_playwright
+from tools.browser import CHROMIUM_ARGS, shared_playwright
 from tools.desktop import DesktopExecutor
 
 pytestmark = [pytest.mark.display, pytest.mark.browser]

@@ -18,7 +18,8 @@ import httpx
 import pytest
 
 from environments import getters as G
-from environments.desktop import SANDBOX_MARK, DesktopEnvironment
+from environments.controller import _alive
+from environments.desktop import SANDBOX_MARK, DesktopEnvironment, _descendants
 from environments.setup import cdp_browser
 
 pytestmark = pytest.mark.display
@@ -114,6 +115,16 @@ def test_google_chrome_shim_opens_chromium_with_cdp(env):
     assert (env.home / ".config/google-chrome/Default").is_dir()  # the profile lives in the sandbox
     r = env.evaluate()
     assert (r.status, r.score, r.details["metrics"][0]["result"]) == ("scored", 0.0, "Google")
+
+
+def test_reset_ends_chromium_helpers_that_carry_no_marker(env):
+    env.reset(CHROME_BING)
+    assert env.controller.wait_for_window(["Chromium"], timeout=20)
+    task_pids = _descendants(set(_marked(env.marker)) - {env._xvfb.pid, env._wm.pid})
+    unmarked = task_pids - set(_marked(env.marker))
+    assert unmarked, "chromium's zygote and helpers clean their environment: expected some without the marker"
+    env.reset()  # they would otherwise outlive chromium a moment, writing into the home being wiped
+    assert [pid for pid in task_pids if _alive(pid)] == []
 
 
 def test_chrome_task_scores_one_when_solved_and_zero_when_not(env):

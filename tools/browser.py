@@ -210,7 +210,13 @@ class BrowserExecutor:
         return self._geometry
 
     def screenshot(self) -> Image.Image:
-        png = self.page.screenshot(type="png")
+        from playwright.sync_api import Error as PlaywrightError
+
+        try:
+            png = self.page.screenshot(type="png")
+        except PlaywrightError:  # "Unable to capture screenshot" while a navigation commits: capture its page
+            self.page.wait_for_load_state("load")
+            png = self.page.screenshot(type="png")
         image = Image.open(io.BytesIO(png)).convert("RGB")
         if image.size != (self._geometry.shot_width, self._geometry.shot_height):
             self._geometry = self._measure_geometry(image.size)

@@ -135,8 +135,14 @@ class Controller:
         return pids
 
     def kill_all(self, grace_s: float = 3.0, exclude: frozenset[int] = frozenset()) -> None:
-        """SIGTERM every marked process (but `exclude`), SIGKILL what is left after `grace_s`."""
-        pids = [p for p in self.marked_pids() if p not in exclude]
+        """SIGTERM every marked process (but `exclude`) and every process below them, SIGKILL what is left
+        after `grace_s`; all gone before this returns.
+
+        Chromium's zygote, renderers and services run with a cleaned environment, so they carry no marker;
+        they are found as descendants while their parent still lives. Left alone they die a moment after
+        it, writing into the profile while the home is being wiped."""
+        marked = set(self.marked_pids()) - exclude
+        pids = sorted(_descendants(marked) - exclude)
         if grace_s > 0:
             for pid in pids:
                 _signal(pid, signal.SIGTERM)
@@ -224,6 +230,27 @@ def _signal(pid: int, sig: int) -> None:
         os.kill(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _descendants(roots: set[int]) -> set[int]:
+    """`roots` and every live process below them (from /proc's parent pids)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parent = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):  # gone meanwhile
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    found: set[int] = set()
+    todo = list(roots)
+    while todo:
+        pid = todo.pop()
+        if pid not in found:
+            found.add(pid)
+            todo.extend(children.get(pid, ()))
+    return found
 
 
 def _alive(pid: int) -> bool:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -42,7 +41,7 @@ from typing import Any
 
 from agent.actions import Action, ActionOutcome
 from environments.base import EvalResult, Observation
-from environments.controller import CHROME_PORT_VAR, MARKER_VAR, Controller, _alive
+from environments.controller import CHROME_PORT_VAR, MARKER_VAR, Controller
 from environments.evaluate import as_task, evaluate_environment, observation_extra, start_task
 from environments.tasks import Task
 from tools.browser import CHROMIUM, CHROMIUM_ARGS
@@ -308,26 +307,7 @@ class DesktopEnvironment:
 
     def _kill_task_processes(self) -> None:
         """Everything the previous task started goes; the display and window manager stay."""
-        self._kill_processes(grace_s=0, keep=frozenset(self._session_pids))
-
-    def _kill_processes(self, grace_s: float, keep: frozenset[int] = frozenset()) -> None:
-        """The marked processes (but `keep`) and every process below them, gone before this returns.
-
-        Chromium's zygote, renderers and services run with a cleaned environment, so they carry no
-        marker; they are found as descendants while their parent still lives. Left alone they die a
-        moment after it, writing into the profile while the home is being wiped.
-        """
-        marked = set(self.controller.marked_pids()) - keep
-        unmarked = _descendants(marked) - marked - keep
-        self.controller.kill_all(grace_s=grace_s, exclude=keep)
-        for pid in unmarked:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:  # already gone
-                pass
-        deadline = time.time() + 5
-        while any(_alive(pid) for pid in unmarked) and time.time() < deadline:
-            time.sleep(0.02)
+        self.controller.kill_all(grace_s=0, exclude=frozenset(self._session_pids))
 
     # ---- Environment protocol --------------------------------------------------------------
     @property
@@ -379,7 +359,7 @@ class DesktopEnvironment:
             except Exception:
                 pass
         if getattr(self, "controller", None) is not None:
-            self._kill_processes(grace_s=3.0)
+            self.controller.kill_all(grace_s=3.0)
         for name in ("_wm", "_xvfb"):
             proc = getattr(self, name, None)
             if proc is not None:
@@ -406,27 +386,6 @@ def _check_sandbox_home(home: Path) -> None:
     if home.exists() and any(home.iterdir()) and not (home / SANDBOX_MARK).exists():
         raise ValueError(f"home {home} is not empty and not a qvl sandbox home; it would be wiped on every "
                          f"reset. Give an empty or new folder (the template goes in home_template=)")
-
-
-def _descendants(roots: set[int]) -> set[int]:
-    """`roots` and every live process below them (from /proc's parent pids)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    parent = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):  # gone meanwhile
-                continue
-            children.setdefault(parent, []).append(int(entry))
-    found: set[int] = set()
-    todo = list(roots)
-    while todo:
-        pid = todo.pop()
-        if pid not in found:
-            found.add(pid)
-            todo.extend(children.get(pid, ()))
-    return found
 
 
 def _tail(path: Path, chars: int = 400) -> str:

@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from environments import getters as G
-from environments.controller import _alive
-from environments.desktop import SANDBOX_MARK, DesktopEnvironment, _descendants
+from environments.controller import _alive, _descendants
+from environments.desktop import SANDBOX_MARK, DesktopEnvironment
 from environments.setup import cdp_browser
 
 pytestmark = pytest.mark.display

@@ -34,17 +34,23 @@ class Experts(nn.Module):
         self.down_proj = nn.Parameter(torch.empty(e, h, i, dtype=dtype, device=device))
 
     def forward(self, x_sorted: Tensor, tokens_per_expert: list[int]) -> Tensor:
-        # x_sorted [M, H], rows grouped by expert in expert order; tokens_per_expert[e] rows for expert e -> [M, H]
-        out = x_sorted.new_empty(x_sorted.shape)
-        start = 0
-        for e, n in enumerate(tokens_per_expert):
-            if n == 0:
-                continue
-            x = x_sorted[start:start + n]                                   # [n, H]
-            gate, up = F.linear(x, self.gate_up_proj[e]).chunk(2, dim=-1)   # [n, I] each
-            out[start:start + n] = F.linear(F.silu(gate) * up, self.down_proj[e])
+        return grouped_by_expert(x_sorted, tokens_per_expert, self.expert)
+
+    def expert(self, x: Tensor, e: int) -> Tensor:                          # [n, H] -> [n, H]
+        gate, up = F.linear(x, self.gate_up_proj[e]).chunk(2, dim=-1)       # [n, I] each
+        return F.linear(F.silu(gate) * up, self.down_proj[e])
+
+
+def grouped_by_expert(x_sorted: Tensor, tokens_per_expert: list[int], expert: Callable[[Tensor, int], Tensor]) -> Tensor:
+    """x_sorted [M, H], rows grouped by expert in expert order, tokens_per_expert[e] rows for expert e -> [M, H]:
+    one `expert(rows, e)` call (a GEMM pair) per expert that received tokens."""
+    out = x_sorted.new_empty(x_sorted.shape)
+    start = 0
+    for e, n in enumerate(tokens_per_expert):
+        if n:
+            out[start:start + n] = expert(x_sorted[start:start + n], e)
             start += n
-        return out
+    return out
 
 
 class SparseMoeBlock(nn.Module):

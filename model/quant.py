@@ -255,18 +255,13 @@ class Fp8Experts(nn.Module):
                           fp8_linear(x, w[i:], s[gi:], None, self.block)], dim=-1)
 
     def forward(self, x_sorted: Tensor, tokens_per_expert: list[int]) -> Tensor:
-        # x_sorted [M, H], rows grouped by expert in expert order; tokens_per_expert[e] rows for expert e -> [M, H]
-        out = x_sorted.new_empty(x_sorted.shape)
-        start = 0
-        for e, n in enumerate(tokens_per_expert):
-            if n == 0:
-                continue
-            x = x_sorted[start:start + n]
-            gate, up = self._gate_up(x, e).chunk(2, dim=-1)
-            out[start:start + n] = fp8_linear(F.silu(gate) * up, self.down_proj[e], self.down_proj_scale_inv[e],
-                                              None, self.block)
-            start += n
-        return out
+        from model.moe import grouped_by_expert  # model.moe imports this module
+
+        return grouped_by_expert(x_sorted, tokens_per_expert, self.expert)
+
+    def expert(self, x: Tensor, e: int) -> Tensor:  # [n, H] -> [n, H]
+        gate, up = self._gate_up(x, e).chunk(2, dim=-1)
+        return fp8_linear(F.silu(gate) * up, self.down_proj[e], self.down_proj_scale_inv[e], None, self.block)
 
 
 def fp8_weight_bytes(module: nn.Module) -> int:

@@ -109,15 +109,20 @@ class Task(BaseModel):
     path: Path | None = Field(default=None, exclude=True)
 
 
+def _read_json(path: Path, what: str):
+    """The parsed JSON of a `what` file; a missing file or bad JSON is a clear error naming the file."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+
+
 def load_task(path: str | Path, domain: str | None = None) -> Task:
     """Load one task file; errors name the file."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"task file not found: {path}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    data = _read_json(path, "task file")
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a task file holds one JSON object, got {type(data).__name__}")
     try:
@@ -150,12 +155,7 @@ def load_meta(meta_path: str | Path, examples_dir: str | Path | None = None,
     `<examples_dir>/<domain>/<id>.json`. `domains` keeps only those domains.
     """
     meta_path = Path(meta_path)
-    if not meta_path.is_file():
-        raise FileNotFoundError(f"meta file not found: {meta_path}")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{meta_path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    meta = _read_json(meta_path, "meta file")
     if not isinstance(meta, dict) or not all(isinstance(v, list) for v in meta.values()):
         raise ValueError(f"{meta_path}: a meta file maps each domain to a list of task ids")
     examples = Path(examples_dir) if examples_dir is not None else meta_path.parent / "examples"

@@ -150,11 +150,11 @@ class Qwen3VL(nn.Module):
     def load_rank(cls, folder: Path | str, dtype: torch.dtype, device: torch.device, tp: TensorParallel,
                   progress: Callable[[int, int], None] | None = None) -> "Qwen3VL":
         """This rank's shard of the checkpoint in `folder` (the whole model when tp.world_size == 1)."""
-        from model.loader import CheckpointReader, load_state, safetensors_files, use_fp8_modules
+        from model.loader import CheckpointReader, load_state, use_fp8_modules
 
         folder = Path(folder)
         config = Qwen3VLConfig.from_folder(folder)
-        reader = CheckpointReader(safetensors_files(folder), device)
+        reader = CheckpointReader.from_folder(folder, device)
         with torch.device("meta"):
             model = cls(config, source=folder, tp=tp)
         use_fp8_modules(model, config, reader, dtype)
@@ -172,7 +172,7 @@ class Qwen3VL(nn.Module):
                            progress: Callable[[int, int], None] | None) -> "Qwen3VL":
         import torch.distributed as dist
 
-        from model.loader import CheckpointReader, plan_state, safetensors_files, use_fp8_modules
+        from model.loader import CheckpointReader, plan_state, use_fp8_modules
         from model.parallel import free_port, collective_timeout_s, init_tensor_parallel
 
         if device.type == "cuda":
@@ -191,7 +191,7 @@ class Qwen3VL(nn.Module):
         # every rank's shard is worked out from tensor shapes first: a checkpoint that cannot be split is refused
         # before any process starts
         config = Qwen3VLConfig.from_folder(folder)
-        reader = CheckpointReader(safetensors_files(folder), torch.device("cpu"))
+        reader = CheckpointReader.from_folder(folder, torch.device("cpu"))
         for rank in range(n):
             tp = TensorParallel(rank, n)
             with torch.device("meta"):

@@ -30,21 +30,23 @@ from model.quant import BLOCK, FP8_DTYPE
 
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
+OTHER_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack")
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 PATCH_EMBED = "visual.patch_embed.proj.weight"
 PREFIXES = (("model.visual.", "visual."), ("model.language_model.", "language_model."), ("lm_head.", "lm_head."))
 
 
-def resolve_model_path(path_or_repo_id: str | Path) -> Path:
-    """A local folder as is; otherwise a Hub repo id looked up in the local HF cache only (no downloads)."""
+def resolve_model_path(path_or_repo_id: str | Path, what: str = "model") -> Path:
+    """A local folder as is; otherwise a Hub repo id looked up in the local HF cache only (no downloads).
+    `what` names the folder in errors ("model", "checkpoint")."""
     path = Path(path_or_repo_id).expanduser()
     if path.exists():
         if not path.is_dir():
-            raise NotADirectoryError(f"{path}: not a folder (give the model folder that holds config.json)")
+            raise NotADirectoryError(f"{path}: not a folder (give the {what} folder that holds config.json)")
         return path
     name = str(path_or_repo_id)
     if not REPO_ID.match(name):
-        raise FileNotFoundError(f"{name}: no such model folder")
+        raise FileNotFoundError(f"{name}: no such {what} folder")
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
@@ -74,6 +76,9 @@ def safetensors_files(folder: Path) -> list[Path]:
     found = sorted(folder.glob("*.safetensors"))
     if found:
         return found
+    others = sorted(p.name for p in folder.iterdir() if p.suffix in OTHER_WEIGHT_SUFFIXES)
+    if others:
+        raise ValueError(f"{folder}: found {', '.join(others)}; only safetensors checkpoints are supported")
     raise FileNotFoundError(f"{folder}: no weights ({SINGLE_FILE} or {INDEX_FILE}) in the model folder")
 
 
@@ -95,6 +100,20 @@ class CheckpointReader:
             for name in names:
                 self.where[name] = len(self.handles)
             self.handles.append((f, handle))
+
+    @classmethod
+    def from_folder(cls, folder: Path, device: torch.device) -> "CheckpointReader":
+        """Every shard of the checkpoint in `folder`; an index that names a tensor its shard lacks is refused."""
+        files = safetensors_files(folder)
+        reader = cls(files, device)
+        index = folder / INDEX_FILE
+        if index.is_file():
+            weight_map = json.loads(index.read_text())["weight_map"]
+            misplaced = sorted(n for n, f in weight_map.items()
+                               if n not in reader.where or reader.handles[reader.where[n]][0].name != f)
+            if misplaced:
+                raise ValueError(f"{index} lists tensors that are not in their shard: {', '.join(misplaced[:3])}")
+        return reader
 
     def names(self) -> set[str]:
         return set(self.where)

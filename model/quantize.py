@@ -25,88 +25,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 
+from model.loader import INDEX_FILE, OTHER_WEIGHT_SUFFIXES, CheckpointReader, resolve_model_path
 from model.moe import load_expert_weights
 from model.quant import BLOCK, FP8_DTYPE, dequantize_fp8_block, quantize_fp8_block, scale_grid_shape
 
 SUPPORTED_MODEL_TYPES = ("qwen3_vl", "qwen3_vl_moe")
 FLOAT_DTYPES = {"F32": 4, "BF16": 2, "F16": 2}
-INDEX_NAME = "model.safetensors.index.json"
 # the text decoder's linear weights; everything else in a Qwen3-VL checkpoint stays in bf16
 QUANTIZED_LINEAR = re.compile(
     r"^model\.language_model\.layers\.\d+\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)\.weight$")
 EXPERTS = re.compile(r"^(model\.language_model\.layers\.(\d+)\.mlp\.experts\.)")
-WEIGHT_FILE_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack")
 
 
 def quantization_config(modules_to_not_convert: list[str]) -> dict:
     return {"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
             "weight_block_size": list(BLOCK), "modules_to_not_convert": modules_to_not_convert}
-
-
-# ----------------------------------------------------------------------------------------------------------
-# reading SRC
-
-
-class SafetensorsSource:
-    """Lazy access to every tensor of a safetensors checkpoint folder (sharded with an index, or not)."""
-
-    def __init__(self, folder: Path):
-        index = folder / INDEX_NAME
-        if index.is_file():
-            weight_map = json.loads(index.read_text())["weight_map"]
-            files = sorted(set(weight_map.values()))
-        else:
-            files = sorted(p.name for p in folder.glob("*.safetensors"))
-            if not files:
-                others = sorted(p.name for p in folder.iterdir() if p.suffix in WEIGHT_FILE_SUFFIXES)
-                raise ValueError(f"{folder} has no .safetensors weights"
-                                 + (f" (found {', '.join(others)}: only safetensors checkpoints are supported)"
-                                    if others else ""))
-            weight_map = None
-        self.handles = {}
-        self.where: dict[str, str] = {}
-        for name in files:
-            path = folder / name
-            if not path.is_file():
-                raise FileNotFoundError(f"{path} is listed in {INDEX_NAME} but does not exist")
-            handle = self.handles[name] = safe_open(str(path), framework="pt")
-            for key in handle.keys():
-                self.where[key] = name
-        if weight_map is not None:
-            missing = sorted(k for k, f in weight_map.items() if self.where.get(k) != f)
-            if missing:
-                raise ValueError(f"{INDEX_NAME} lists tensors that are not in their shard: {missing[:3]}")
-
-    def names(self) -> set[str]:
-        return set(self.where)
-
-    def get(self, name: str) -> torch.Tensor:
-        return self.handles[self.where[name]].get_tensor(name)
-
-    def shape(self, name: str) -> tuple[int, ...]:
-        return tuple(self.handles[self.where[name]].get_slice(name).get_shape())
-
-    def dtype(self, name: str) -> str:
-        return self.handles[self.where[name]].get_slice(name).get_dtype()
-
-
-def resolve_source(src: str) -> Path:
-    path = Path(src).expanduser()
-    if path.is_dir():
-        return path
-    if path.exists():
-        raise NotADirectoryError(f"{src} is not a checkpoint folder")
-    if re.fullmatch(r"[\w.-]+/[\w.-]+", src):  # a Hub id already in the local cache
-        try:
-            from huggingface_hub import snapshot_download
-
-            return Path(snapshot_download(src, local_files_only=True))
-        except Exception:
-            pass
-    raise FileNotFoundError(f"{src}: no such checkpoint folder (and not a model in the local Hugging Face cache)")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -121,7 +56,7 @@ class Item:
     bf16_linear_bytes: int = 0  # the same quantized weights in bf16 (for the memory report)
 
 
-def plan(source: SafetensorsSource, text_config: dict) -> list[Item]:
+def plan(source: CheckpointReader, text_config: dict) -> list[Item]:
     items: list[Item] = []
     expert_layers: dict[str, list[str]] = {}
     for name in sorted(source.names()):
@@ -190,7 +125,7 @@ def shard(items: list[Item], max_bytes: int) -> list[list[Item]]:
 # producing tensors
 
 
-def produce(item: Item, source: SafetensorsSource, text_config: dict) -> dict[str, torch.Tensor]:
+def produce(item: Item, source: CheckpointReader, text_config: dict) -> dict[str, torch.Tensor]:
     if item.kind == "copy":
         t = source.get(item.name)
         return {item.name: t.to(torch.bfloat16) if t.is_floating_point() else t}
@@ -262,7 +197,7 @@ def parse_size(text: str) -> int:
 def quantize_checkpoint(src: str, dst: str, max_shard_bytes: int = 4 * 10**9, log=print) -> dict:
     """Write the FP8 copy of SRC to DST. Returns a summary (shards, bytes, memory ratio of the quantized linears)."""
     t0 = time.time()
-    src_dir = resolve_source(src)
+    src_dir = resolve_model_path(src, what="checkpoint")
     config_path = src_dir / "config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"{src_dir} has no config.json")
@@ -280,7 +215,7 @@ def quantize_checkpoint(src: str, dst: str, max_shard_bytes: int = 4 * 10**9, lo
         raise ValueError("DST must differ from SRC")
     text_config = config.get("text_config", config)
 
-    source = SafetensorsSource(src_dir)
+    source = CheckpointReader.from_folder(src_dir, torch.device("cpu"))
     items = plan(source, text_config)
     shards = shard(items, max_shard_bytes)
     # every module left in bf16; lm_head always (tied checkpoints have none, but loaders must not quantize it)
@@ -314,12 +249,12 @@ def quantize_checkpoint(src: str, dst: str, max_shard_bytes: int = 4 * 10**9, lo
             del tensors
         if len(shards) > 1:
             index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
-            (tmp / INDEX_NAME).write_text(json.dumps(index, indent=2) + "\n")
+            (tmp / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
         (tmp / "config.json").write_text(json.dumps(output_config(config, modules_to_not_convert), indent=2) + "\n")
         copied = []
         for f in sorted(src_dir.iterdir()):  # tokenizer, processor, chat template, generation config, README ...
-            if (f.is_file() and not f.name.startswith(".") and f.name not in ("config.json", INDEX_NAME)
-                    and not f.name.endswith(WEIGHT_FILE_SUFFIXES)):
+            if (f.is_file() and not f.name.startswith(".") and f.name not in ("config.json", INDEX_FILE)
+                    and not f.name.endswith((".safetensors", *OTHER_WEIGHT_SUFFIXES))):
                 shutil.copy2(f, tmp / f.name)
                 copied.append(f.name)
         if dst_dir.exists():

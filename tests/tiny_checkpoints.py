@@ -92,3 +92,14 @@ def checkpoint(kind: str, tmp_path_factory) -> Path:
         folder = tmp_path_factory.mktemp(f"ckpt_{kind}")
         _BUILT[kind] = save_checkpoint(folder, **KINDS[kind])
     return _BUILT[kind]
+
+
+def read_tensors(folder: str | Path) -> dict[str, torch.Tensor]:
+    """Every tensor of every *.safetensors file in `folder`, by name."""
+    from safetensors import safe_open
+
+    out = {}
+    for f in sorted(Path(folder).glob("*.safetensors")):
+        with safe_open(str(f), "pt") as h:
+            out.update({n: h.get_tensor(n) for n in h.keys()})
+    return out

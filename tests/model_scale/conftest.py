@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 
 import tiny_checkpoints
@@ -31,14 +30,6 @@ FP8_TEXT = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num
 FP8_MOE = dict(moe_intermediate_size=256, num_experts=4, num_experts_per_tok=2)
 FP8_VISION = dict(out_hidden_size=128, depth=2)
 MOE_PARITY_TEXT = dict(initializer_range=0.1)
-
-
-def read_tensors(folder: Path) -> dict[str, torch.Tensor]:
-    out = {}
-    for f in sorted(folder.glob("*.safetensors")):
-        with safe_open(str(f), "pt") as h:
-            out.update({n: h.get_tensor(n) for n in h.keys()})
-    return out
 
 
 def copy_folder_with(src: Path, dst: Path, tensors: dict[str, torch.Tensor], config: dict | None = None) -> Path:
@@ -77,7 +68,7 @@ def per_expert_layout(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
 
 def dequantized_copy(fp8: Path, dst: Path) -> Path:
     """The FP8 checkpoint with every FP8 weight dequantized to bf16, experts fused as transformers saves them."""
-    out = dequantize_state(read_tensors(fp8))
+    out = dequantize_state(tiny_checkpoints.read_tensors(fp8))
     config = json.loads((fp8 / "config.json").read_text())
     config.pop("quantization_config")
     return copy_folder_with(fp8, dst, out, config)
@@ -87,7 +78,7 @@ def dequantized_copy(fp8: Path, dst: Path) -> Path:
 def moe_layouts(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("moe_layouts")
     src = tiny_checkpoints.save_checkpoint(root / "transformers", tied=False, moe=True, text=MOE_PARITY_TEXT)
-    tensors = read_tensors(src)
+    tensors = tiny_checkpoints.read_tensors(src)
     return {"transformers": src,
             "hub_fused": copy_folder_with(src, root / "hub_fused", hub_layout(tensors)),
             "per_expert": copy_folder_with(src, root / "per_expert", per_expert_layout(tensors))}

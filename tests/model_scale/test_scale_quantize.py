@@ -28,6 +28,7 @@ from transformers import (
 from agent.cli import main as cli_main
 from model.quant import FP8_DTYPE, dequantize_fp8_block, quantize_fp8_block
 from model.quantize import QUANTIZED_LINEAR, dequantize_state, parse_size
+from tiny_checkpoints import read_tensors
 from tiny_tokenizer import save_processor
 
 VISION = dict(depth=2, hidden_size=32, num_heads=2, intermediate_size=64, patch_size=16, temporal_patch_size=2,
@@ -88,14 +89,6 @@ def fake_quant_state(model) -> dict[str, torch.Tensor]:
     return state
 
 
-def read_folder(folder: Path) -> dict[str, torch.Tensor]:
-    out = {}
-    for f in sorted(folder.glob("*.safetensors")):
-        with safe_open(str(f), "pt") as h:
-            out.update({n: h.get_tensor(n) for n in h.keys()})
-    return out
-
-
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
     root = tmp_path_factory.mktemp("quantize")
@@ -130,7 +123,7 @@ def test_config_follows_the_fp8_release_format(converted, kind):
 @pytest.mark.parametrize("kind", ["dense", "moe", "dense_partial"])
 def test_keys_dtypes_and_scales(converted, kind):
     model, src, dst = converted[kind]
-    out = read_folder(dst)
+    out = read_tensors(dst)
     ref = model.state_dict()
     n_fp8 = 0
     for name, p in ref.items():
@@ -172,7 +165,7 @@ def test_sharding_index_and_copied_files(converted, kind):
     files = sorted(set(index["weight_map"].values()))
     assert len(files) >= 3 and files == sorted(p.name for p in dst.glob("*.safetensors"))
     assert all(f.endswith(f"-of-{len(files):05d}.safetensors") for f in files)
-    tensors = read_folder(dst)
+    tensors = read_tensors(dst)
     assert set(index["weight_map"]) == set(tensors)
     assert index["metadata"]["total_size"] == sum(t.numel() * t.element_size() for t in tensors.values())
     for f in files:  # shards of at most 200 KB, unless one unit (a tensor, one layer's experts) is larger
@@ -190,7 +183,7 @@ def test_sharding_index_and_copied_files(converted, kind):
 @pytest.mark.parametrize("kind", ["dense", "moe"])
 def test_memory_ratio_of_the_quantized_weights(converted, kind):
     model, _, dst = converted[kind]
-    out = read_folder(dst)
+    out = read_tensors(dst)
     quantized = [n for n, t in out.items() if t.dtype == FP8_DTYPE]
     fp8_bytes = sum(out[n].numel() + out[n + "_scale_inv"].numel() * 4 for n in quantized)
     bf16_bytes = sum(out[n].numel() * 2 for n in quantized)
@@ -223,7 +216,7 @@ def test_dequantized_output_loads_into_transformers(converted, kind, tmp_path):
     model, _, dst = converted[kind]
     cfg = json.loads((dst / "config.json").read_text())
     cfg.pop("quantization_config")
-    tensors = dequantize_state(read_folder(dst))
+    tensors = dequantize_state(read_tensors(dst))
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     save_file(tensors, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
     cls = type(model)
@@ -267,7 +260,7 @@ def test_unknown_dtype_is_refused_and_leaves_nothing_behind(converted, tmp_path,
     bad = tmp_path / "bad_src"
     bad.mkdir()
     (bad / "config.json").write_text((src / "config.json").read_text())
-    tensors = read_folder(src)
+    tensors = read_tensors(src)
     tensors["model.language_model.layers.0.self_attn.q_proj.weight"] = torch.zeros(128, 128, dtype=torch.int32)
     save_file(tensors, str(bad / "model.safetensors"))
     rc, msg = run_cli(["quantize", str(bad), str(tmp_path / "out"), "--fp8"], capsys)

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from actions_page import act, center, mouse_log
 from agent.actions import Action
 from tools.browser import BrowserExecutor
 
@@ -40,27 +41,8 @@ def page(ex):
     return ex.page
 
 
-def center(page, element_id: str) -> tuple[float, float]:
-    """Element center in CSS px."""
-    r = page.evaluate("(id) => window.__rect(id)", element_id)
-    return r["cx"], r["cy"]
-
-
 def shot(p: tuple[float, float]) -> tuple[float, float]:
     return p[0] * SCALE, p[1] * SCALE
-
-
-def act(ex, name: str, target=None, **fields):
-    """Run one action; the Action carries the model-grid coordinate that `target` corresponds to."""
-    if target is not None:
-        g = ex.geometry
-        fields["coordinate"] = (target[0] / g.shot_width * 1000, target[1] / g.shot_height * 1000)
-    return ex.execute(Action(action=name, **fields), target)
-
-
-def mouse_log(page, type_: str | None = None) -> list[dict]:
-    events = page.evaluate("() => window.__log.mouse")
-    return [e for e in events if type_ is None or e["type"] == type_]
 
 
 def test_geometry_maps_screenshot_pixels_to_css_pixels(ex, page):

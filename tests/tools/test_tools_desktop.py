@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agent.actions import Action
+from actions_page import act, center, mouse_log
 from tools.browser import CHROMIUM_ARGS, shared_playwright
 from tools.desktop import DesktopExecutor
 
@@ -84,22 +84,6 @@ def page(kiosk):
     kiosk.wait_for_load_state("load")
     time.sleep(DOUBLE_CLICK_GAP)
     return kiosk
-
-
-def center(page, element_id: str) -> tuple[float, float]:
-    r = page.evaluate("(id) => window.__rect(id)", element_id)
-    return r["cx"], r["cy"]
-
-
-def act(ex, name: str, target=None, **fields):
-    if target is not None:
-        g = ex.geometry
-        fields["coordinate"] = (target[0] / g.shot_width * 1000, target[1] / g.shot_height * 1000)
-    return ex.execute(Action(action=name, **fields), target)
-
-
-def mouse_log(page, type_: str | None = None) -> list[dict]:
-    return [e for e in page.evaluate("() => window.__log.mouse") if type_ is None or e["type"] == type_]
 
 
 def wait_for(page, js: str, arg=None) -> None:

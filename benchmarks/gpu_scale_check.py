@@ -207,16 +207,13 @@ def check_models(device: torch.device, root: Path, failures: list) -> dict[str, 
 
 def _dequantized(fp8: Path, dst: Path) -> Path:
     """A bf16 copy of an FP8 checkpoint, experts fused as transformers saves them."""
-    from safetensors import safe_open
     from safetensors.torch import save_file
 
+    from model.loader import CheckpointReader
     from model.quantize import dequantize_state
 
-    tensors = {}
-    for f in sorted(fp8.glob("*.safetensors")):
-        with safe_open(str(f), "pt") as h:
-            tensors.update({n: h.get_tensor(n) for n in h.keys()})
-    out = dequantize_state(tensors)
+    reader = CheckpointReader.from_folder(fp8, torch.device("cpu"))
+    out = dequantize_state({n: reader.get(n) for n in reader.names()})
     dst.mkdir()
     config = json.loads((fp8 / "config.json").read_text())
     config.pop("quantization_config")

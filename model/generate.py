@@ -109,6 +109,7 @@ class Qwen3VL(nn.Module):
         self._slot_axis = mrope_axis_of_slot(t.mrope_section, t.head_dim // 2)
         self._preprocessor = None
         self._workers: WorkerPool | None = None
+        self._leave_group: weakref.finalize | None = None
         self.timings: dict[str, float] = {}
 
     # ------------------------------------------------------------------ loading
@@ -135,13 +136,19 @@ class Qwen3VL(nn.Module):
             if n != launched:
                 raise ValueError(f"tensor_parallel_size={n} but this process was launched as one of "
                                  f"WORLD_SIZE={launched} ranks (torchrun); they must agree")
-            from model.parallel import init_tensor_parallel
+            import torch.distributed as dist
+
+            from model.parallel import init_tensor_parallel, leave_process_group
 
             rank = int(os.environ.get("RANK", "0"))
             if device.type == "cuda":
                 device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
+            created = not dist.is_initialized()
             tp = init_tensor_parallel(device=device)
-            return cls.load_rank(folder, dtype, device, tp, progress if rank == 0 else None)
+            model = cls.load_rank(folder, dtype, device, tp, progress if rank == 0 else None)
+            if created:   # the group this model made is left by close() or, at the latest, at interpreter exit
+                model._leave_group = weakref.finalize(model, leave_process_group)
+            return model
         if n == 1:
             return cls.load_rank(folder, dtype, device, TensorParallel(), progress)
         return cls._load_with_workers(folder, dtype, device, n, progress)
@@ -216,9 +223,12 @@ class Qwen3VL(nn.Module):
         return model
 
     def close(self) -> None:
-        """Stop the tensor-parallel worker processes (no-op for a single-process model)."""
+        """Stop the tensor-parallel worker processes this process started; under torchrun, leave the process group
+        that from_pretrained created (every rank calls close). A no-op for a single-process model."""
         if self._workers is not None:
             self._workers.close()
+        if self._leave_group is not None:
+            self._leave_group()
 
     @property
     def worker_pids(self) -> list[int]:

@@ -44,22 +44,23 @@ from model.quant import BLOCK
 
 @dataclass(frozen=True)
 class TensorParallel:
-    """This process's place in the TP group; world_size 1 means no communication at all."""
+    """This process's place in the TP group (always the default process group); world_size 1 means no
+    communication at all. No reference to the group object is kept: destroy_process_group() must be able to free
+    it while the interpreter is alive (gloo's threads abort the process when it is freed at interpreter exit)."""
 
     rank: int = 0
     world_size: int = 1
-    group: object | None = None
 
     def all_reduce(self, x: Tensor) -> Tensor:
         """Sum x over the group, in place (returns x)."""
         if self.world_size > 1:
-            dist.all_reduce(x, op=dist.ReduceOp.SUM, group=self.group)
+            dist.all_reduce(x, op=dist.ReduceOp.SUM)
         return x
 
     def broadcast(self, x: Tensor, src: int = 0) -> Tensor:
         """Every rank gets rank `src`'s x, in place (returns x)."""
         if self.world_size > 1:
-            dist.broadcast(x, src=src, group=self.group)
+            dist.broadcast(x, src=src)
         return x
 
 
@@ -101,7 +102,16 @@ def init_tensor_parallel(backend: str | None = None, rank: int | None = None, wo
                                 timeout=timedelta(seconds=collective_timeout_s()))
     elif (dist.get_rank(), dist.get_world_size()) != (rank, world_size):
         raise ValueError(f"a process group (rank {dist.get_rank()} of {dist.get_world_size()}) already exists")
-    return TensorParallel(rank, world_size, dist.group.WORLD)
+    return TensorParallel(rank, world_size)
+
+
+def leave_process_group() -> None:
+    """Destroy the default process group, if any (local: peers need not take part)."""
+    if dist.is_initialized():
+        try:
+            dist.destroy_process_group()
+        except Exception:  # a broken group (dead peer) cannot always be torn down cleanly; it is unused now
+            pass
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -464,11 +474,8 @@ class WorkerPool:
             conn.close()
         for log in self.logs:
             log.unlink(missing_ok=True)
-        if self.owns_process_group and dist.is_initialized():
-            try:
-                dist.destroy_process_group()
-            except Exception:  # a broken group (dead peer) cannot always be torn down cleanly; it is unused now
-                pass
+        if self.owns_process_group:
+            leave_process_group()
 
     @property
     def pids(self) -> list[int]:

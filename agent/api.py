@@ -28,6 +28,7 @@ from agent.history import History
 from agent.loop import AgentConfig, EpisodeResult, run_episode
 from agent.parsing import parse_response
 from agent.policies import DEFAULT_MODEL, Policy
+from tools.keys import parse_chord
 
 
 class Agent:
@@ -121,12 +122,8 @@ class Agent:
         return self._act("type", text=text)
 
     def key(self, *keys: str) -> ActionOutcome:
-        """Press a chord: ``key("ctrl", "c")``; a single ``key("ctrl+c")`` string is split on '+'."""
-        if len(keys) == 1 and "+" in keys[0].strip("+"):
-            keys = tuple(k for k in keys[0].split("+") if k)
-        if not keys:
-            raise ValueError("key() needs at least one key name")
-        return self._act("key", keys=list(keys))
+        """Press a chord: ``key("ctrl", "c")`` or ``key("ctrl+c")``; names are checked and made canonical here."""
+        return self._act("key", keys=parse_chord(list(keys)))
 
     def scroll(self, pixels: float, x: float | None = None, y: float | None = None) -> ActionOutcome:
         """Wheel clicks, positive = up; at (x, y) when given."""

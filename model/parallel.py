@@ -46,7 +46,7 @@ from model.quant import BLOCK
 class TensorParallel:
     """This process's place in the TP group (always the default process group); world_size 1 means no
     communication at all. No reference to the group object is kept: destroy_process_group() must be able to free
-    it while the interpreter is alive (gloo's threads abort the process when it is freed at interpreter exit)."""
+    it while the interpreter is alive (gloo's threads can abort the process when it is freed during interpreter exit)."""
 
     rank: int = 0
     world_size: int = 1

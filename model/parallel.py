@@ -18,6 +18,7 @@ Two ways to run N ranks:
 
 from __future__ import annotations
 
+import importlib
 import os
 import pickle
 import re
@@ -517,7 +518,11 @@ def worker_main() -> None:
             break
         _, method, kwargs = message
         try:
-            getattr(model, method)(**kwargs)
+            if ":" in method:  # "module:function", called with the model (the serving engine's steps, model/engine/)
+                module, function = method.split(":")
+                getattr(importlib.import_module(module), function)(model, **kwargs)
+            else:
+                getattr(model, method)(**kwargs)
             _send(conn, ("ok", None))
         except BaseException as e:
             _send(conn, ("error", f"{type(e).__name__}: {e}"))

@@ -14,6 +14,7 @@ of whole experts. Each layer then all-reduces twice: after attention and after t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +38,24 @@ class RMSNorm(nn.Module):
         return self.weight * (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype)
 
 
+class AttentionCache(Protocol):
+    """What `Attention` needs from a KV cache: `attend` stores this layer's new keys/values and attends over
+    everything cached for the row so far; `TextDecoder` advances `length` by the new tokens after all layers.
+    `KVCache` below is generate()'s contiguous cache; the serving engine passes a paged one (model/engine/)."""
+
+    length: int
+
+    def attend(self, layer: int, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor: ...
+
+
+def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+    """SDPA with GQA: q [B, nq, L, hd], k/v [B, nkv, S, hd], mask [B, 1, L, S] bool (None = causal) -> [B, nq, L, hd]."""
+    gqa = q.shape[1] != k.shape[1]
+    if mask is None:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=q.shape[2] > 1, enable_gqa=gqa)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
+
+
 @dataclass
 class KVCache:
     """Keys/values of every layer for B rows and up to `capacity` positions: [layers, B, nkv, capacity, hd]."""
@@ -55,6 +74,12 @@ class KVCache:
     def capacity(self) -> int:
         return self.k.shape[3]
 
+    def attend(self, layer: int, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+        start, end = self.length, self.length + k.shape[2]
+        self.k[layer, :, :, start:end] = k
+        self.v[layer, :, :, start:end] = v
+        return attention(q, self.k[layer, :, :, :end], self.v[layer, :, :, :end], mask)   # keys [B, nkv, S, hd]
+
 
 class Attention(nn.Module):
     """Local heads: num_attention_heads / tp query heads, max(1, num_key_value_heads / tp) kv heads."""
@@ -72,9 +97,8 @@ class Attention(nn.Module):
         self.q_norm = RMSNorm(hd, cfg.rms_norm_eps)
         self.k_norm = RMSNorm(hd, cfg.rms_norm_eps)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache | None, layer: int,
-                mask: Tensor | None) -> Tensor:
-        """x [B, L, H]; cos/sin [B, L, hd]; mask [B, 1, L, S] bool (None = plain causal) -> [B, L, H]."""
+    def qkv(self, x: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """x [B, L, H]; cos/sin [B, L, hd] -> q [B, nq, L, hd], k, v [B, nkv, L, hd] (normed, rotated)."""
         B, L, _ = x.shape
         hd = self.head_dim
         q = self.q_norm(self.q_proj(x).view(B, L, -1, hd)).transpose(1, 2)      # [B, nq, L, hd]
@@ -82,16 +106,14 @@ class Attention(nn.Module):
         v = self.v_proj(x).view(B, L, -1, hd).transpose(1, 2)                   # [B, nkv, L, hd]
         q = apply_rotary(q, cos[:, None], sin[:, None])
         k = apply_rotary(k, cos[:, None], sin[:, None])
-        if cache is not None:
-            start, end = cache.length, cache.length + L
-            cache.k[layer, :, :, start:end] = k
-            cache.v[layer, :, :, start:end] = v
-            k, v = cache.k[layer, :, :, :end], cache.v[layer, :, :, :end]       # [B, nkv, S, hd]
-        gqa = q.shape[1] != k.shape[1]
-        if mask is None:
-            out = F.scaled_dot_product_attention(q, k, v, is_causal=L > 1, enable_gqa=gqa)
-        else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
+        return q, k, v
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, cache: AttentionCache | None, layer: int,
+                mask: Tensor | None) -> Tensor:
+        """x [B, L, H]; cos/sin [B, L, hd]; mask [B, 1, L, S] bool (None = plain causal) -> [B, L, H]."""
+        B, L, _ = x.shape
+        q, k, v = self.qkv(x, cos, sin)
+        out = attention(q, k, v, mask) if cache is None else cache.attend(layer, q, k, v, mask)
         return self.o_proj(out.transpose(1, 2).reshape(B, L, -1))
 
 
@@ -126,7 +148,7 @@ class DecoderLayer(nn.Module):
         else:
             self.mlp = MLP(cfg.hidden_size, split_size(cfg.intermediate_size, tp.world_size, "intermediate_size"))
 
-    def forward(self, h: Tensor, cos: Tensor, sin: Tensor, cache: KVCache | None, layer: int,
+    def forward(self, h: Tensor, cos: Tensor, sin: Tensor, cache: AttentionCache | None, layer: int,
                 mask: Tensor | None) -> Tensor:
         h = h + self.tp.all_reduce(self.self_attn(self.input_layernorm(h), cos, sin, cache, layer, mask))
         x = self.post_attention_layernorm(h)
@@ -145,7 +167,7 @@ class TextDecoder(nn.Module):
         self.layers = nn.ModuleList(DecoderLayer(cfg, i, tp) for i in range(cfg.num_hidden_layers))
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
-    def forward(self, h: Tensor, cos: Tensor, sin: Tensor, cache: KVCache | None = None,
+    def forward(self, h: Tensor, cos: Tensor, sin: Tensor, cache: AttentionCache | None = None,
                 mask: Tensor | None = None, visual_index: Tensor | None = None,
                 deepstack: list[Tensor] | None = None) -> Tensor:
         """h [B, L, H] input embeddings -> final-normed hidden states [B, L, H].

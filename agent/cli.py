@@ -20,6 +20,7 @@ COMMANDS = {
     "replay": "agent.cli_run",
     "generate": "model.cli",
     "bench": "model.cli",
+    "serve": "model.cli_serve",
     "quantize": "model.quantize",
     "doctor": "tools.doctor",
     "eval": "environments.cli_eval",

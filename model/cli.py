@@ -1,5 +1,6 @@
-"""`qvl-agent generate` (answer a prompt about images with the embedded runtime) and `qvl-agent bench`
-(runtime vs transformers speed, benchmarks/bench_runtime.py)."""
+"""`qvl-agent generate` (answer a prompt about images with the embedded runtime), `qvl-agent bench`
+(runtime vs transformers speed, benchmarks/bench_runtime.py) and `qvl-agent bench serve` (an OpenAI-compatible
+server under load, benchmarks/bench_serve.py)."""
 
 from __future__ import annotations
 
@@ -38,28 +39,31 @@ def register(subparsers) -> None:
                                   description=(
                                       "Time prefill and decode of the embedded runtime and of transformers on the "
                                       "same checkpoint and inputs, in the same run; print both and their ratio."))
-    try:
-        bench_module = _bench_module()
-    except FileNotFoundError as e:  # installed without the source checkout: keep `generate` usable
-        missing = e
+    modes = bench.add_subparsers(dest="bench_mode", metavar="MODE")
+    serve = modes.add_parser("serve", help="load an OpenAI-compatible server (ours or vLLM) in vLLM's random-mm style",
+                             description="Send random text + image chat requests to an OpenAI-compatible server at a "
+                                         "concurrency / request rate; print TTFT, TPOT, ITL, E2EL and throughput.")
+    for parser, script in ((bench, "bench_runtime.py"), (serve, "bench_serve.py")):
+        try:
+            module = _bench_module(script)
+        except FileNotFoundError as e:  # installed without the source checkout: keep `generate` usable
+            def unavailable(args: argparse.Namespace, missing=e) -> int:
+                raise missing
 
-        def unavailable(args: argparse.Namespace) -> int:
-            raise missing
-
-        bench.set_defaults(func=unavailable)
-        return
-    bench_module.add_arguments(bench)
-    bench.set_defaults(func=bench_module.run_from_args)
+            parser.set_defaults(func=unavailable)
+            continue
+        module.add_arguments(parser)
+        parser.set_defaults(func=module.run_from_args)
 
 
-BENCH_SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_runtime.py"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def _bench_module():
-    path = BENCH_SCRIPT
+def _bench_module(script: str):
+    path = BENCHMARKS / script
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing (qvl-agent bench runs the source checkout's benchmark)")
-    spec = importlib.util.spec_from_file_location("bench_runtime", path)
+        raise FileNotFoundError(f"{path} is missing (qvl-agent bench runs the source checkout's benchmarks)")
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -111,18 +111,26 @@ def available_memory(device: torch.device) -> int:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def kv_cache_bytes(spec: str | float | int, device: torch.device) -> int:
-    """`--kv-cache-memory`: a size ("2GiB", "512MB", "1000000000") or a fraction in (0, 1] of the available memory."""
-    if isinstance(spec, (int, float)) and not isinstance(spec, bool):
-        value, unit = float(spec), ""
-    else:
-        m = _SIZE.match(str(spec))
-        if m is None:
-            raise ValueError(f"--kv-cache-memory: {spec!r} is neither a size (e.g. 4GiB, 512MB) nor a fraction "
-                             "of the free memory (e.g. 0.5)")
-        value, unit = float(m.group(1)), (m.group(2) or "").lower()
-    if unit == "" and 0 < value <= 1:
-        return int(value * available_memory(device))
-    if value <= 0:
-        raise ValueError(f"--kv-cache-memory must be positive, got {spec!r}")
-    return int(value * _UNITS[unit])
+def parse_size(spec: str | int, what: str) -> int:
+    """A byte size: 4GiB, 512MB, 100MiB, 1000000 -> bytes."""
+    m = _SIZE.match(str(spec))
+    if m is None:
+        raise ValueError(f"{what}: {spec!r} is not a size (e.g. 4GiB, 512MB)")
+    value = float(m.group(1)) * _UNITS[(m.group(2) or "").lower()]
+    if value < 1:
+        raise ValueError(f"{what} must be positive, got {spec!r}")
+    return int(value)
+
+
+def kv_cache_bytes(spec: str | float, device: torch.device) -> int:
+    """`--kv-cache-memory`: a size ("2GiB", "512MB") or a fraction in (0, 1] of the available memory."""
+    try:
+        fraction = float(spec)
+    except (TypeError, ValueError):
+        return parse_size(spec, "--kv-cache-memory")
+    if 0 < fraction <= 1:
+        return int(fraction * available_memory(device))
+    if fraction > 1 and fraction == int(fraction):
+        return int(fraction)
+    raise ValueError(f"--kv-cache-memory: {spec!r} is neither a size (e.g. 4GiB, 512MB) nor a fraction of the free "
+                     "memory in (0, 1] (e.g. 0.5)")

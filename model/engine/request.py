@@ -23,7 +23,7 @@ class TokenConstraint(Protocol):
     def is_finished(self) -> bool: ...                   # the grammar is complete (eos allowed)
 
 
-@dataclass
+@dataclass(eq=False)
 class MultiModalItem:
     """One image, or one video, of a prompt: its pixel rows, grid, content hash and where its tokens sit."""
 
@@ -67,7 +67,7 @@ class SamplingOptions(SamplingParams):
 _ids = itertools.count()
 
 
-@dataclass
+@dataclass(eq=False)
 class EngineRequest:
     prompt_token_ids: list[int]
     mm_items: list[MultiModalItem] = field(default_factory=list)

@@ -17,7 +17,7 @@ from model.engine.block_pool import BlockPool, block_hash
 from model.engine.request import Detokenizer, EngineRequest, MultiModalItem
 
 
-@dataclass
+@dataclass(eq=False)   # identity: compared by `in` over queues
 class Sequence:
     """The engine's state of one request."""
 

@@ -76,8 +76,11 @@ def run_serve(args: argparse.Namespace) -> int:
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=30,
                             lifespan="off")
     try:
-        uvicorn.Server(config).run()
+        uvicorn.Server(config).run()   # on SIGINT/SIGTERM: stops accepting, lets open requests finish (30 s)
+    except KeyboardInterrupt:          # uvicorn re-raises the signal once it has drained
+        pass
     finally:
+        print("stopped", file=sys.stderr, flush=True)
         engine.close()
         engine.model.close()
     return 0

@@ -321,8 +321,7 @@ class Engine:
         if (token in self.eos_token_ids and not s.ignore_eos) or token in s.stop_token_ids:
             reason = "stop"
         text_end = None
-        if seq.detok is not None and not (reason == "stop" and s.skip_special_tokens
-                                          and token in self.tokenizer.all_special_ids):
+        if seq.detok is not None and reason is None:   # an eos / stop token's own text is not output (vLLM)
             seq.detok.add(token)
             if s.stop:
                 text = seq.detok.text

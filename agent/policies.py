@@ -1,6 +1,7 @@
 """Policies turn a message list into the model's reply text.
 
-* `EmbeddedPolicy`: our PyTorch runtime (``model.Qwen3VL``), in process.
+* `EmbeddedPolicy`: our PyTorch runtime (``model.Qwen3VL``) on the serving engine (``model.engine``), in process:
+  consecutive steps reuse the cached prefix of the conversation and the vision features of screenshots still in it.
 * `OpenAIPolicy`: any OpenAI-compatible chat-completions server (vLLM, SGLang, DashScope compatible mode).
 * `ScriptedPolicy`: fixed replies, or the replies recorded in a run directory (replay without a model).
 
@@ -29,6 +30,7 @@ class PolicyReply:
     text: str
     tokens_in: int | None = None
     tokens_out: int | None = None
+    finish_reason: str | None = None   # "stop" (eos) or "length" (max_new_tokens reached); None when unknown
 
 
 class PolicyError(RuntimeError):
@@ -187,7 +189,9 @@ class OpenAIPolicy:
         if reasoning:
             text = f"<think>\n{reasoning}\n</think>\n\n{text}"
         usage = data.get("usage") or {}
-        return PolicyReply(text, usage.get("prompt_tokens"), usage.get("completion_tokens"))
+        reason = (data.get("choices") or [{}])[0].get("finish_reason")
+        return PolicyReply(text, usage.get("prompt_tokens"), usage.get("completion_tokens"),
+                           "length" if reason == "length" else "stop" if reason else None)
 
     def close(self) -> None:
         self._client.close()
@@ -196,14 +200,16 @@ class OpenAIPolicy:
 # ---------------------------------------------------------------- embedded runtime
 
 class EmbeddedPolicy:
-    """Runs Qwen3-VL in process with ``model.Qwen3VL`` (a local path or a Hub id in the local cache)."""
+    """Runs Qwen3-VL in process with ``model.Qwen3VL`` (a local path or a Hub id in the local cache) on the serving
+    engine, so each step prefills only what the last step's conversation did not already have."""
 
     kind = "embedded"
 
     def __init__(self, model: str = DEFAULT_MODEL, dtype=None, device=None, *, max_new_tokens: int = 512,
-                 progress=None, **sampling):
+                 progress=None, kv_cache_memory: str | float = "0.2", max_model_len: int | None = None, **sampling):
         try:
             from model import Qwen3VL
+            from model.engine import Engine, EngineConfig
         except ImportError as e:
             raise PolicyError(f"the embedded runtime is unavailable ({e}); use --base-url with a server") from e
         p = Path(model).expanduser()
@@ -217,17 +223,27 @@ class EmbeddedPolicy:
         kwargs = {"device": device, "progress": progress, **({"dtype": dtype} if dtype is not None else {})}
         self.model_name = model
         self.model = Qwen3VL.from_pretrained(str(p) if looks_local else model, **kwargs)
+        try:
+            self.engine = Engine(self.model, EngineConfig(max_num_seqs=1, kv_cache_memory=kv_cache_memory,
+                                                          max_model_len=max_model_len))
+        except BaseException:
+            self.model.close()
+            raise
         self.max_new_tokens = max_new_tokens
         self.sampling = {"temperature": 0.0, **sampling}
 
     def respond(self, messages: list[dict]) -> PolicyReply:
-        from model.generate import MODEL_INPUTS
+        e = self.engine
+        try:
+            out = e.generate(e.request(messages, max_tokens=self.max_new_tokens, **self.sampling))
+        except ValueError as err:   # e.g. the conversation outgrew the context: this step cannot be answered
+            raise PolicyError(f"the embedded model cannot answer: {err}") from None
+        if out.finish_reason == "error":
+            raise PolicyError(f"the embedded model failed: {out.error}")
+        stop = e.eos_token_ids | {self.model.config.pad_token_id}
+        return PolicyReply(out.text, out.prompt_tokens, sum(1 for i in out.token_ids if i not in stop),
+                           out.finish_reason)
 
-        m = self.model
-        inputs = m.preprocessor(messages, add_generation_prompt=True)
-        tokens_in = int(inputs["input_ids"].shape[-1])
-        model_inputs = {k: inputs[k].to(m.device) for k in MODEL_INPUTS if inputs.get(k) is not None}
-        new_ids = m.generate(**model_inputs, max_new_tokens=self.max_new_tokens, **self.sampling)  # [1, T]
-        stop = set(m.eos_token_ids) | {m.config.pad_token_id}
-        ids = [i for i in new_ids[0].tolist() if i not in stop]
-        return PolicyReply(m.preprocessor.decode(ids), tokens_in, len(ids))
+    def close(self) -> None:
+        self.engine.close()
+        self.model.close()

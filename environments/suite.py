@@ -24,7 +24,7 @@ import signal
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -75,6 +75,7 @@ class EvalSettings:
     coord_divisor: float = 1000
     mirror: str | None = None
     policy_options: dict = field(default_factory=dict)  # extra keyword arguments of the policy (max_new_tokens, ...)
+    shared_server: str | None = None  # embedded with parallel workers: the parent's engine, served on loopback
 
     def run_info(self) -> dict:
         return {"agent": self.agent, "model": self.model, "base_url": self.base_url, "max_steps": self.max_steps,
@@ -121,6 +122,38 @@ def load_oracle(task: Task) -> list[str]:
     if not replies or not all(isinstance(r, str) for r in replies):
         raise ValueError(f"{path}: an oracle is one JSON string (a raw model reply) per line")
     return replies
+
+
+# ---- embedded agent with parallel workers: one engine in the parent ------------------------------------
+
+SHARED_MODEL_NAME = "embedded"
+_LOADING_OPTIONS = ("dtype", "device", "progress", "kv_cache_memory", "max_model_len")
+
+
+def shared_sampling(policy_options: dict) -> dict:
+    """EmbeddedPolicy options -> the OpenAIPolicy's request fields for the same replies."""
+    out = {k: v for k, v in policy_options.items() if k not in _LOADING_OPTIONS and k != "max_new_tokens"}
+    out["max_tokens"] = policy_options.get("max_new_tokens", 512)
+    return out
+
+
+def start_shared_engine(settings: EvalSettings, max_num_seqs: int):
+    """Load the embedded model once and serve it on a free loopback port: (server, engine)."""
+    from agent.policies import DEFAULT_MODEL
+    from model.engine import Engine
+    from model.server.local import serve_engine
+
+    options = settings.policy_options
+    loading = {k: options[k] for k in ("dtype", "device") if k in options}
+    engine = Engine.from_pretrained(settings.model or DEFAULT_MODEL, max_num_seqs=max_num_seqs,
+                                    kv_cache_memory=options.get("kv_cache_memory", "0.25"),
+                                    max_model_len=options.get("max_model_len"), **loading)
+    try:
+        return serve_engine(engine, SHARED_MODEL_NAME), engine
+    except BaseException:
+        engine.close()
+        engine.model.close()
+        raise
 
 
 # ---- one worker: environments kept across tasks ---------------------------------------------------
@@ -171,6 +204,8 @@ class Workbench:
             try:
                 if s.agent == "openai":
                     self._policy = OpenAIPolicy(s.base_url, s.model, s.api_key, **s.policy_options)
+                elif s.shared_server:  # embedded, parallel: every worker asks the one engine of the parent
+                    self._policy = OpenAIPolicy(s.shared_server, SHARED_MODEL_NAME, **shared_sampling(s.policy_options))
                 else:
                     model = {"model": s.model} if s.model else {}  # else the policy's default checkpoint
                     self._policy = EmbeddedPolicy(**model, **s.policy_options)
@@ -411,6 +446,14 @@ def run_suite(tasks: list[Task], out_dir: str | os.PathLike, settings: EvalSetti
     n_workers = min(parallel, len(todo))
     for _ in range(n_workers):
         jobs.put(None)
+    shared = None
+    if settings.agent == "embedded" and n_workers > 1:  # one model for all workers, not one per worker
+        try:
+            shared = start_shared_engine(settings, max_num_seqs=n_workers)
+        except Exception as e:  # noqa: BLE001 - as a worker's AgentUnavailable: no task can run
+            raise ValueError(f"agent embedded: {e}") from e
+        log(f"one embedded engine for {n_workers} workers at {shared[0].base_url}")
+        settings = replace(settings, shared_server=shared[0].base_url)
     workers = [ctx.Process(target=_worker, args=(settings, jobs, results), daemon=True) for _ in range(n_workers)]
     for w in workers:
         w.start()
@@ -436,6 +479,13 @@ def run_suite(tasks: list[Task], out_dir: str | os.PathLike, settings: EvalSetti
     except BaseException:  # interrupted: finished tasks are already in summary.json
         _stop(workers, wait_s=0)
         raise
+    finally:
+        if shared is not None:
+            _stop(workers, wait_s=60)
+            server, engine = shared
+            server.stop()
+            engine.close()
+            engine.model.close()
     _stop(workers, wait_s=60)
     order = {_task_key(t.domain, t.id): i for i, t in enumerate(tasks)}
     entries.sort(key=lambda e: order.get(_task_key(e["domain"], e["id"]), len(order)))

@@ -22,8 +22,10 @@ class PagedKVCache:
     def __init__(self, n_layers: int, num_blocks: int, block_size: int, n_kv_heads: int, head_dim: int,
                  dtype: torch.dtype, device: torch.device):
         shape = (n_layers, num_blocks * block_size, n_kv_heads, head_dim)
-        self.k = torch.zeros(shape, dtype=dtype, device=device)
-        self.v = torch.zeros(shape, dtype=dtype, device=device)
+        # empty, not zeros: a slot is written before it is read (padding reads a written slot and is masked), and untouched pages of a
+        # large budget are never committed
+        self.k = torch.empty(shape, dtype=dtype, device=device)
+        self.v = torch.empty(shape, dtype=dtype, device=device)
         self.block_size = block_size
 
     @staticmethod
@@ -38,7 +40,7 @@ class StepLayout:
     slots [N]: the KV slot of every new token. prefill: (first, count, context slots [ctx]) per multi-token
     chunk, its tokens being packed rows first..first+count-1 and the last `count` of its ctx positions.
     decode_rows [B] packed rows of single-token requests, decode_slots [B, C] their context slots (padded with
-    slot 0), decode_valid [B, C] bool (None when every context has length C)."""
+    the row's first slot), decode_valid [B, C] bool (None when every context has length C)."""
 
     slots: Tensor
     prefill: list[tuple[int, int, Tensor]]

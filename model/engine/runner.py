@@ -153,9 +153,12 @@ class ModelRunner:
         layout = StepLayout(torch.cat(slots), prefill)
         if decode_rows:
             longest = max(s.shape[0] for s in decode_ctx)
-            padded = torch.zeros(len(decode_ctx), longest, dtype=torch.long)
+            padded = torch.empty(len(decode_ctx), longest, dtype=torch.long)
             valid = torch.zeros(len(decode_ctx), longest, dtype=torch.bool)
             for i, s in enumerate(decode_ctx):
+                # padding repeats the row's own first slot: written, so finite (a masked NaN would still leak
+                # into the output through 0 * NaN in the value product)
+                padded[i] = s[0]
                 padded[i, :s.shape[0]] = s
                 valid[i, :s.shape[0]] = True
             layout.decode_rows = torch.tensor(decode_rows, dtype=torch.long)

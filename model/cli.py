@@ -65,6 +65,7 @@ def _bench_module(script: str):
         raise FileNotFoundError(f"{path} is missing (qvl-agent bench runs the source checkout's benchmarks)")
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module   # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 

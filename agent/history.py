@@ -3,7 +3,12 @@
 Layout (OSWorld's, used by both profiles): the last ``history_images`` steps are replayed as real turns —
 user(screenshot) / assistant(reply) — the first of them carrying the instruction text, then the current
 screenshot. Steps older than the window are listed as ``Step i: <Action line>`` in that instruction text.
-Replies are stored without ``<think>`` blocks (QwenLM/Qwen3-VL#1509: an empty think block fed back into
+``window="chunked"`` (an option; the sliding window above is what Qwen3-VL was trained with and the default)
+shows between ``history_images // 2`` and ``history_images * 3 // 2`` past steps, dropping the oldest ones in one
+chunk when the upper bound would be passed: the same number of screenshots on average, but a step's prompt then
+starts with the whole previous prompt and reply (a serving engine's prefix cache reuses all of it) except at the
+drops, where the sliding window changes the first user turn every step (benchmarks/bench_history.py measures
+both). Replies are stored without ``<think>`` blocks (QwenLM/Qwen3-VL#1509: an empty think block fed back into
 history derails later steps).
 
 Messages use the Qwen/HF chat format with PIL images: ``{"type": "image", "image": PIL.Image}``.
@@ -12,6 +17,7 @@ Messages use the Qwen/HF chat format with PIL images: ``{"type": "image", "image
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from PIL import Image
 
@@ -51,6 +57,17 @@ class History:
     profile: prompts.Profile = "qwen"
     history_images: int = 4
     turns: list[Turn] = field(default_factory=list)
+    window: Literal["sliding", "chunked"] = "sliding"
+
+    def window_size(self) -> int:
+        """How many of the past turns the next prompt replays as real turns."""
+        n, h = len(self.turns), self.history_images
+        if h <= 0:
+            return 0
+        if self.window == "sliding":
+            return min(n, h)
+        low, high = h // 2, h + h // 2
+        return n if n <= high else low + (n - low) % (high - low + 1)
 
     def add(self, screenshot: Image.Image, parsed: ParsedResponse, note: str | None = None) -> None:
         self.turns.append(Turn(screenshot, parsed.text, action_line(parsed), note))
@@ -61,7 +78,8 @@ class History:
         ``failed_replies``: (reply, feedback) pairs of this step's unusable replies, appended after the
         current screenshot so the model sees its mistake.
         """
-        window = self.turns[-self.history_images:] if self.history_images > 0 else []
+        size = self.window_size()
+        window = self.turns[len(self.turns) - size:] if size else []
         older = self.turns[: len(self.turns) - len(window)]
         first_text = prompts.user_text(self.profile, self.instruction, [t.action_line for t in older])
 

@@ -36,6 +36,7 @@ class AgentConfig:
     prompt_profile: str = "qwen"
     coord_divisor: float = 1000
     history_images: int = 4
+    history_window: str = "sliding"   # or "chunked" (agent/history.py): same length on average, more prefix reuse
     max_parse_retries: int = 2
     loop_limit: int = 3
     dry_run: bool = False
@@ -52,6 +53,8 @@ class AgentConfig:
             raise ValueError(f"coordinate divisor must be positive, got {self.coord_divisor}")
         if self.loop_limit < 2:
             raise ValueError(f"loop limit must be at least 2, got {self.loop_limit}")
+        if self.history_window not in ("sliding", "chunked"):
+            raise ValueError(f"history window must be sliding or chunked, got {self.history_window!r}")
 
 
 class EpisodeResult(BaseModel):
@@ -97,7 +100,8 @@ def run_episode(env, policy: Policy, instruction: str, first_obs, *, config: Age
         writer.write_header(hdr)
 
     if history is None:
-        history = History(instruction, config.prompt_profile, config.history_images)
+        history = History(instruction, config.prompt_profile, config.history_images,
+                          window=config.history_window)
     obs = first_obs
     result: EpisodeResult | None = None
     failed: list[tuple[str, str]] = []  # this step's unusable replies, shown back to the model

@@ -39,6 +39,18 @@ def block_hash(parent: bytes | None, tokens: list[int] | np.ndarray, mm_keys: tu
     return h.digest()
 
 
+def extend_block_hashes(hashes: list[bytes], tokens: list[int], mm_items, block_size: int, upto: int) -> None:
+    """Append to `hashes` the chained hashes of the full blocks among tokens[:upto] not hashed yet. `mm_items`
+    (model.engine.request.MultiModalItem) give each block the (hash, first-token offset - block start) of every
+    image/video with a token in it."""
+    bs = block_size
+    for j in range(len(hashes), upto // bs):
+        lo, hi = j * bs, (j + 1) * bs
+        keys = tuple((it.hash, int(it.offsets[0]) - lo) for it in mm_items
+                     if int(it.offsets[0]) < hi and int(it.offsets[-1]) >= lo)
+        hashes.append(block_hash(hashes[-1] if hashes else None, tokens[lo:hi], keys))
+
+
 class BlockPool:
     """`num_blocks` blocks; free ones in LRU order (OrderedDict: O(1) pop-head, append-tail, remove-middle)."""
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from model.engine.block_pool import BlockPool, block_hash
+from model.engine.block_pool import BlockPool, extend_block_hashes
 from model.engine.request import Detokenizer, EngineRequest, MultiModalItem
 
 
@@ -85,14 +85,7 @@ class Scheduler:
     # ------------------------------------------------------------------ hashing
 
     def _hash_blocks(self, seq: Sequence, upto_tokens: int) -> None:
-        """Extend seq.block_hashes over the full blocks among the first `upto_tokens` tokens."""
-        bs = self.block_size
-        for j in range(len(seq.block_hashes), upto_tokens // bs):
-            lo, hi = j * bs, (j + 1) * bs
-            keys = tuple((it.hash, int(it.offsets[0]) - lo) for it in seq.mm_items
-                         if int(it.offsets[0]) < hi and int(it.offsets[-1]) >= lo)
-            parent = seq.block_hashes[-1] if seq.block_hashes else None
-            seq.block_hashes.append(block_hash(parent, seq.tokens[lo:hi], keys))
+        extend_block_hashes(seq.block_hashes, seq.tokens, seq.mm_items, self.block_size, upto_tokens)
 
     def register_computed(self, seq: Sequence) -> None:
         """After a step: put the request's newly completed blocks into the prefix cache."""

@@ -119,7 +119,7 @@ def test_skipped_and_error_tasks_are_reported_never_passed(tmp_path, capsys):
     for task_id, spec in tasks.items():
         (folder / f"{task_id}.json").write_text(json.dumps(spec))
     out = tmp_path / "out"
-    assert main(["eval", str(folder.parent), "--agent", "done", "--out", str(out)]) == 0
+    assert main(["eval", str(folder.parent), "--agent", "done", "--out", str(out)]) == 1   # a task errored
     entries = {e["id"]: e for e in summary(out)["tasks"]}
     assert entries["unmirrored-download"]["status"] == "skipped"
     assert "download not available offline" in entries["unmirrored-download"]["reason"]
@@ -134,7 +134,7 @@ def test_skipped_and_error_tasks_are_reported_never_passed(tmp_path, capsys):
 
     # resuming keeps the scored task and tries the others again (a mirror or a fix may have come since)
     capsys.readouterr()
-    assert main(["eval", str(folder.parent), "--agent", "done", "--out", str(out)]) == 0
+    assert main(["eval", str(folder.parent), "--agent", "done", "--out", str(out)]) == 1
     assert "1 task(s) already done, 3 to run" in capsys.readouterr().out
     assert {e["id"]: e["status"] for e in summary(out)["tasks"]} == {i: e["status"] for i, e in entries.items()}
 
@@ -193,12 +193,39 @@ def test_missing_model_stops_the_run_with_one_line_and_missing_oracle_skips(tmp_
     assert main(["eval", str(one.path), "--agent", "embedded", "--model", str(tmp_path / "no-such-model"),
                  "--out", str(out)]) == 1
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: agent embedded: ") and "no-such-model" in err and "\n" not in err
-    assert summary(out)["tasks"] == []  # nothing counted as done: a rerun with the model runs everything
+    assert err == f"error: {tmp_path / 'no-such-model'}: no such model folder"   # refused before any worker starts
+    assert not out.exists()
 
     lone = tmp_path / "lone" / "t.json"
     lone.parent.mkdir()
     lone.write_text(one.path.read_text().replace(one.id, "t"))
-    assert main(["eval", str(lone), "--agent", "oracle", "--out", str(tmp_path / "o")]) == 0
+    assert main(["eval", str(lone), "--agent", "oracle", "--out", str(tmp_path / "o")]) == 3   # nothing scored
     [entry] = summary(tmp_path / "o")["tasks"]
     assert entry["status"] == "skipped" and "has no oracle trajectory" in entry["reason"]
+
+
+def test_model_that_fails_to_load_in_the_workers_is_one_line_and_leaves_no_summary(tmp_path):
+    """A folder that exists but holds no loadable checkpoint: the workers find out; the parent prints one line,
+    lets them exit (no traceback from a worker killed while exiting) and writes no empty summary.json."""
+    one = next(t for t in BUNDLED if t.id == "settings-two-factor-infeasible")
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    (broken / "config.json").write_text("{}")
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "agent.cli", "eval", str(one.path), "--agent", "embedded",
+                           "--model", str(broken), "--parallel", "2", "--out", str(out)], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    err = done.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: agent embedded: ") and "broken-model" in err[0], done.stderr
+    assert not (out / "summary.json").exists()
+
+
+def test_exit_codes_tell_scored_errored_and_all_skipped_apart(tmp_path):
+    """0: scored without errors (above); 1: some task errored (test_skipped_and_error_tasks...); 3: all skipped."""
+    folder = tmp_path / "tasks" / "odd"
+    folder.mkdir(parents=True)
+    (folder / "moon.json").write_text(json.dumps(_browser_task("moon", {
+        "func": "is_the_moon_full", "result": {"type": "vm_file", "path": "{SITE_STATE}", "dest": "s.json"}})))
+    assert main(["eval", str(folder), "--agent", "done", "--out", str(tmp_path / "out")]) == 3
+    assert summary(tmp_path / "out")["tasks"][0]["status"] == "skipped"

@@ -215,10 +215,21 @@ class Workbench:
             self._close(name)
 
 
+def step_budget(settings: EvalSettings, task: Task, policy) -> int:
+    """--max-steps when given, else the task file's own max_steps, else the default; the oracle always gets as many
+    steps as it has replies."""
+    from agent.loop import DEFAULT_MAX_STEPS
+
+    budget = settings.max_steps or task.max_steps or DEFAULT_MAX_STEPS
+    if settings.agent == "oracle":
+        budget = max(budget, len(policy.responses))
+    return budget
+
+
 def run_task(bench: Workbench, task: Task, task_dir: Path, on_step=None) -> TaskOutcome:
     """Reset, run the agent, evaluate: one task, never raising (failures become skipped/error outcomes).
     `on_step(StepRecord)` is called after every model turn."""
-    from agent.loop import DEFAULT_MAX_STEPS, AgentConfig, run_episode
+    from agent.loop import AgentConfig, run_episode
     from agent.report import write_report
     from agent.trajectory import RunHeader
     from environments.browser import runs_in_browser, start_on_sites
@@ -238,10 +249,8 @@ def run_task(bench: Workbench, task: Task, task_dir: Path, on_step=None) -> Task
     except ValueError as e:  # an unreadable oracle file
         return done("error", f"oracle: {e}")
     try:
-        max_steps = s.max_steps or task.max_steps or DEFAULT_MAX_STEPS
-        if s.agent == "oracle":  # the oracle needs as many steps as it has replies, whatever the budget
-            max_steps = max(max_steps, len(policy.responses))
-        config = AgentConfig(max_steps=max_steps, prompt_profile=s.prompt_profile, coord_divisor=s.coord_divisor)
+        config = AgentConfig(max_steps=step_budget(s, task, policy), prompt_profile=s.prompt_profile,
+                             coord_divisor=s.coord_divisor)
         env = bench.environment(task)
         sites_used = uses_sites(task.model_dump(mode="json"))
         if sites_used:  # desktop tasks too may name the bundled sites: this worker's server serves them

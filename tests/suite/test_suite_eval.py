@@ -229,3 +229,19 @@ def test_exit_codes_tell_scored_errored_and_all_skipped_apart(tmp_path):
         "func": "is_the_moon_full", "result": {"type": "vm_file", "path": "{SITE_STATE}", "dest": "s.json"}})))
     assert main(["eval", str(folder), "--agent", "done", "--out", str(tmp_path / "out")]) == 3
     assert summary(tmp_path / "out")["tasks"][0]["status"] == "skipped"
+
+
+def test_step_budget_is_the_flag_else_the_task_file_else_fifty():
+    from agent.loop import DEFAULT_MAX_STEPS
+    from agent.policies import ScriptedPolicy
+    from environments.suite import EvalSettings, step_budget
+    from environments.tasks import Task
+
+    flights = next(t for t in BUNDLED if t.domain == "flights")
+    oracle = ScriptedPolicy(load_oracle(flights))
+    assert DEFAULT_MAX_STEPS == 50 and 19 <= len(oracle.responses) < DEFAULT_MAX_STEPS   # the default fits the suite
+    own = Task.model_validate({**flights.model_dump(mode="json"), "max_steps": 7})
+    assert step_budget(EvalSettings(agent="done"), flights, None) == DEFAULT_MAX_STEPS
+    assert step_budget(EvalSettings(agent="done"), own, None) == 7
+    assert step_budget(EvalSettings(agent="done", max_steps=12), own, None) == 12
+    assert step_budget(EvalSettings(agent="oracle", max_steps=3), flights, oracle) == len(oracle.responses)

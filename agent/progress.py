@@ -70,16 +70,17 @@ class StepProgress:
         self._live: Live | None = None
         self._timer: threading.Thread | None = None
         self._stopped = threading.Event()
-        self._step = 0
+        self._step: int | None = None
         self._tokens = 0
         self._t0 = 0.0
 
     def line(self) -> str:
         elapsed = time.perf_counter() - self._t0
         tokens = f" · {self._tokens} tokens{_rate(self._tokens, elapsed)}" if self._tokens else ""
-        return f"step {self._step} · generating{tokens} · {elapsed:.0f} s"
+        step = f"step {self._step} · " if self._step else ""
+        return f"{step}generating{tokens} · {elapsed:.0f} s"
 
-    def start(self, step: int) -> None:
+    def start(self, step: int | None = None) -> None:
         self._step, self._tokens, self._t0 = step, 0, time.perf_counter()
         self._stopped.clear()
         if _is_terminal(self.stream):

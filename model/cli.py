@@ -109,15 +109,10 @@ def _device(name: str | None):
     return device
 
 
-def _progress_line(done: int, total: int) -> None:
-    if done == total or (done * 20) // total != ((done - 1) * 20) // total:   # every 5%
-        sys.stderr.write(f"\r  weights {done}/{total}" + ("\n" if done == total else ""))
-        sys.stderr.flush()
-
-
 def run_generate(args: argparse.Namespace) -> int:
     import torch
 
+    from agent.progress import LoadProgress
     from model import Qwen3VL
     from model.preprocess import load_image
 
@@ -135,8 +130,7 @@ def run_generate(args: argparse.Namespace) -> int:
     print(f"loading {args.model} ({args.dtype}, {device}{tp}) ...", file=sys.stderr)
     t0 = time.perf_counter()
     model = Qwen3VL.from_pretrained(args.model, dtype=getattr(torch, args.dtype), device=device,
-                                    progress=_progress_line if sys.stderr.isatty() else None,
-                                    tensor_parallel_size=args.tp)
+                                    progress=LoadProgress(), tensor_parallel_size=args.tp)
     try:
         return _answer(args, model, images, time.perf_counter() - t0)
     finally:
@@ -146,6 +140,8 @@ def run_generate(args: argparse.Namespace) -> int:
 def _answer(args: argparse.Namespace, model, images: list, load_s: float) -> int:
     import torch
 
+    from agent.progress import StepProgress
+
     pre = model.preprocessor
 
     content = [{"type": "image", "image": im} for im in images] + [{"type": "text", "text": args.prompt}]
@@ -153,6 +149,7 @@ def _answer(args: argparse.Namespace, model, images: list, load_s: float) -> int
     stop = set(model.eos_token_ids) | {model.config.pad_token_id}
     printed: list[int] = []
     shown = ""
+    status = StepProgress()   # --json prints at the end: show the token count meanwhile
 
     def stream(token: torch.Tensor) -> None:
         nonlocal shown
@@ -160,15 +157,23 @@ def _answer(args: argparse.Namespace, model, images: list, load_s: float) -> int
         if tid in stop:
             return
         printed.append(tid)
+        if args.json:
+            status.tokens(len(printed))
+            return
         text = pre.decode(printed)
         if not text.endswith("\ufffd"):  # wait for the rest of a multi-byte character
             sys.stdout.write(text[len(shown):])
             sys.stdout.flush()
             shown = text
 
-    new_ids = model.generate(**{k: v for k, v in inputs.items()}, max_new_tokens=args.max_new_tokens,
-                             temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, seed=args.seed,
-                             stream=None if args.json else stream)
+    if args.json:
+        status.start()
+    try:
+        new_ids = model.generate(**{k: v for k, v in inputs.items()}, max_new_tokens=args.max_new_tokens,
+                                 temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, seed=args.seed,
+                                 stream=stream)
+    finally:
+        status.stop()
     ids = new_ids[0].tolist()
     answer = pre.decode([i for i in ids if i not in stop])
     t = model.timings

@@ -16,11 +16,12 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 from PIL import Image
 
-DEFAULT_MODEL = "Qwen/Qwen3-VL-2B-Instruct"
+from model.config import DEFAULT_MODEL
+
 EXHAUSTED_REPLY = ('<tool_call>\n{"name": "computer_use", "arguments": {"action": "terminate", "status": "failure"}}'
                    "\n</tool_call>")
 
@@ -231,18 +232,24 @@ class EmbeddedPolicy:
             raise
         self.max_new_tokens = max_new_tokens
         self.sampling = {"temperature": 0.0, **sampling}
+        self.on_token: Callable[[int], None] | None = None   # called with the count of tokens generated so far
 
     def respond(self, messages: list[dict]) -> PolicyReply:
         e = self.engine
         try:
-            out = e.generate(e.request(messages, max_tokens=self.max_new_tokens, **self.sampling))
+            handle = e.submit(e.request(messages, max_tokens=self.max_new_tokens, **self.sampling))
         except ValueError as err:   # e.g. the conversation outgrew the context: this step cannot be answered
             raise PolicyError(f"the embedded model cannot answer: {err}") from None
+        ids, text, out = [], [], None
+        for out in handle:
+            ids += out.token_ids
+            text.append(out.text)
+            if self.on_token is not None and out.token_ids:
+                self.on_token(len(ids))
         if out.finish_reason == "error":
             raise PolicyError(f"the embedded model failed: {out.error}")
         stop = e.eos_token_ids | {self.model.config.pad_token_id}
-        return PolicyReply(out.text, out.prompt_tokens, sum(1 for i in out.token_ids if i not in stop),
-                           out.finish_reason)
+        return PolicyReply("".join(text), out.prompt_tokens, sum(1 for i in ids if i not in stop), out.finish_reason)
 
     def close(self) -> None:
         self.engine.close()

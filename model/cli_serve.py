@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from model.cli import DTYPE_NAMES, _device, _progress_line
+from model.cli import DTYPE_NAMES, _device
 
 
 def register(subparsers) -> None:
@@ -43,6 +43,7 @@ def run_serve(args: argparse.Namespace) -> int:
     import torch
     import uvicorn
 
+    from agent.progress import LoadProgress
     from model.engine import Engine, EngineConfig
     from model.engine.kv_cache import kv_cache_bytes, parse_size
     from model.server.app import ServerSettings, build_app
@@ -61,7 +62,7 @@ def run_serve(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     engine = Engine.from_pretrained(args.model, dtype=getattr(torch, args.dtype), device=device,
                                     tensor_parallel_size=args.tp,
-                                    progress=_progress_line if sys.stderr.isatty() else None,
+                                    progress=LoadProgress(),
                                     max_model_len=args.max_model_len, max_num_seqs=args.max_num_seqs,
                                     max_num_batched_tokens=args.max_num_batched_tokens, block_size=args.block_size,
                                     kv_cache_memory=args.kv_cache_memory, prefix_caching=not args.no_prefix_caching)

@@ -30,7 +30,7 @@ from model.engine.scheduler import Scheduler, Sequence
 
 @dataclass
 class EngineConfig:
-    max_model_len: int | None = None       # default: the checkpoint's max_position_embeddings
+    max_model_len: int | None = None       # default: the checkpoint's max_position_embeddings, at most the cache
     max_num_seqs: int = 32
     max_num_batched_tokens: int = 2048     # per-step token budget: the prefill chunk size
     block_size: int = 16
@@ -111,18 +111,19 @@ class Engine:
         self.model = model
         self.config = cfg = config or EngineConfig()
         t = model.config.text
-        self.max_model_len = cfg.max_model_len or t.max_position_embeddings
         if cfg.block_size < 1 or cfg.max_num_seqs < 1 or cfg.max_num_batched_tokens < 1:
             raise ValueError("block_size, max_num_seqs and max_num_batched_tokens must be positive")
         per_block = PagedKVCache.bytes_per_block(t.num_hidden_layers, cfg.block_size, local_kv_heads(model),
                                                  t.head_dim, model.dtype)
         budget = kv_cache_bytes(cfg.kv_cache_memory, model.device)
-        # never more than every slot filled to max_model_len could use
-        most = cfg.max_num_seqs * -(-self.max_model_len // cfg.block_size)
-        num_blocks = min(budget // per_block, most)
+        num_blocks = budget // per_block
         if num_blocks < 1:
             raise ValueError(f"--kv-cache-memory {cfg.kv_cache_memory}: {budget} bytes hold no KV block "
                              f"({per_block} bytes per block of {cfg.block_size} tokens)")
+        # default context: the checkpoint's, but no longer than the whole cache holds (as vLLM)
+        self.max_model_len = cfg.max_model_len or min(t.max_position_embeddings, num_blocks * cfg.block_size)
+        # never more blocks than every sequence slot filled to max_model_len could use
+        num_blocks = min(num_blocks, cfg.max_num_seqs * -(-self.max_model_len // cfg.block_size))
         self.kv_bytes = num_blocks * per_block
         self.pool = BlockPool(num_blocks)
         self.encoder_cache = EncoderCache(cfg.encoder_cache_embeds)

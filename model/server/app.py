@@ -198,9 +198,20 @@ def build_app(engine: Engine, settings: ServerSettings, constraint_factory: Cons
         last.text = "".join(p.text for p in parts)
         return last
 
-    def failed(out: EngineOutput):
-        if out.finish_reason == "error":
-            raise APIError(500, f"the model failed on this request: {out.error}", "InternalServerError")
+    async def start(body, build: Callable) -> tuple[EngineRequest, object, int]:
+        """Check the model name, build the engine request in a worker thread, submit it."""
+        check_model(body.model)
+        req = await run_in_threadpool(build, body)
+        return req, await submit(req), int(time.time())
+
+    async def answer(handle, request: Request) -> EngineOutput | None:
+        """The whole non-streamed output (None: the client left), counted in the metrics."""
+        out = await collect(handle, request)
+        if out is not None:
+            if out.finish_reason == "error":
+                raise APIError(500, f"the model failed on this request: {out.error}", "InternalServerError")
+            metrics.finished(out)
+        return out
 
     # ------------------------------------------------------------------ chat
 
@@ -237,17 +248,12 @@ def build_app(engine: Engine, settings: ServerSettings, constraint_factory: Cons
 
     @app.post("/v1/chat/completions")
     async def chat(body: ChatCompletionRequest, request: Request):
-        check_model(body.model)
-        req = await run_in_threadpool(chat_request, body)
-        handle = await submit(req)
-        created = int(time.time())
+        req, handle, created = await start(body, chat_request)
         if body.stream:
             return StreamingResponse(chat_stream(body, req, handle, created), media_type="text/event-stream")
-        out = await collect(handle, request)
+        out = await answer(handle, request)
         if out is None:
             return Response(status_code=499)
-        failed(out)
-        metrics.finished(out)
         message, reason = chat_answer(body, out)
         return {"id": req.request_id, "object": "chat.completion", "created": created, "model": body.model,
                 "choices": [{"index": 0, "message": message, "finish_reason": reason, "logprobs": None}],
@@ -323,19 +329,14 @@ def build_app(engine: Engine, settings: ServerSettings, constraint_factory: Cons
 
     @app.post("/v1/completions")
     async def completions(body: CompletionRequest, request: Request):
-        check_model(body.model)
-        req = await run_in_threadpool(completion_request, body)
-        handle = await submit(req)
-        created = int(time.time())
+        req, handle, created = await start(body, completion_request)
         base = {"id": req.request_id, "object": "text_completion", "created": created, "model": body.model}
         echo = tokenizer.decode(req.prompt_token_ids) if body.echo else ""
         if body.stream:
             return StreamingResponse(completion_stream(body, base, handle, echo), media_type="text/event-stream")
-        out = await collect(handle, request)
+        out = await answer(handle, request)
         if out is None:
             return Response(status_code=499)
-        failed(out)
-        metrics.finished(out)
         return {**base, "choices": [{"index": 0, "text": echo + out.text, "finish_reason": out.finish_reason,
                                      "logprobs": None}], "usage": _usage(out)}
 

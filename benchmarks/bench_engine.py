@@ -31,7 +31,8 @@ def conversations(n: int) -> list[list[dict]]:
         text = f"Request {i}: describe what you see and what to do next. " * (1 + i % 4)
         if i % 2:
             image = Image.fromarray(rng.integers(0, 255, (200 + 20 * i, 320, 3), dtype=np.uint8))
-            out.append([{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": text}]}])
+            content = [{"type": "image", "image": image}, {"type": "text", "text": text}]
+            out.append([{"role": "user", "content": content}])
         else:
             out.append([{"role": "user", "content": text}])
     return out

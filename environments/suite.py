@@ -227,7 +227,8 @@ class Workbench:
                 if s.agent == "openai":
                     self._policy = OpenAIPolicy(s.base_url, s.model, s.api_key, **s.policy_options)
                 elif s.shared_server:  # embedded, parallel: every worker asks the one engine of the parent
-                    self._policy = OpenAIPolicy(s.shared_server, SHARED_MODEL_NAME, **shared_sampling(s.policy_options))
+                    self._policy = OpenAIPolicy(s.shared_server, SHARED_MODEL_NAME,
+                                                **shared_sampling(s.policy_options))
                 else:
                     model = {"model": s.model} if s.model else {}  # else the policy's default checkpoint
                     self._policy = EmbeddedPolicy(**model, **s.policy_options)

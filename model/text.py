@@ -1,5 +1,5 @@
 """Qwen3-VL text decoder: Qwen3 layers (q/k RMSNorm, GQA, interleaved MRoPE), dense or MoE MLPs, DeepStack
-injection, and a preallocated KV cache.
+injection, and a preallocated KV cache (or any `AttentionCache`: the serving engine's paged one).
 
 Module and parameter names follow the checkpoint (`model.language_model.*`). Every projection is an
 `nn.Linear` so quantized linears can replace it; head counts are read from projection outputs

@@ -22,8 +22,8 @@ class PagedKVCache:
     def __init__(self, n_layers: int, num_blocks: int, block_size: int, n_kv_heads: int, head_dim: int,
                  dtype: torch.dtype, device: torch.device):
         shape = (n_layers, num_blocks * block_size, n_kv_heads, head_dim)
-        # empty, not zeros: a slot is written before it is read (padding reads a written slot and is masked), and untouched pages of a
-        # large budget are never committed
+        # empty, not zeros: a slot is written before it is read (padding reads a written slot and is masked),
+        # and untouched pages of a large budget are never committed
         self.k = torch.empty(shape, dtype=dtype, device=device)
         self.v = torch.empty(shape, dtype=dtype, device=device)
         self.block_size = block_size

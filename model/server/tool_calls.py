@@ -26,8 +26,8 @@ def parse_tool_calls(text: str) -> tuple[str | None, list[dict]]:
         if not isinstance(call, dict) or not isinstance(call.get("name"), str):
             return text, []
         args = call.get("arguments", call.get("parameters", {}))
+        arguments = args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)
         calls.append({"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
-                      "function": {"name": call["name"],
-                                   "arguments": args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)}})
+                      "function": {"name": call["name"], "arguments": arguments}})
     content = text[:text.index(TOOL_CALL_START)].strip()
     return content or None, calls

@@ -181,7 +181,8 @@ def test_bad_requests_get_4xx_and_the_server_keeps_serving(server, tmp_path):
         (400, dict(json={**good, "messages": [{"role": "user", "content": "x" * 17000}]})),
         (400, dict(json={**good, "max_tokens": 16380})),
         (400, dict(json={**good, "response_format": {"type": "json_object"}})),
-        (400, dict(json={**good, "tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "required"})),
+        (400, dict(json={**good, "tools": [{"type": "function", "function": {"name": "f"}}],
+                         "tool_choice": "required"})),
     ]
     with httpx.Client(timeout=60) as http:
         for status, kwargs in bad:

@@ -30,7 +30,8 @@ def register(subparsers) -> None:
     p.add_argument("--api-key", default=None, help="API key for --base-url")
     p.add_argument("--max-steps", type=int, default=15, help="step budget per task (default 15, as OSWorld)")
     p.add_argument("--profile", default="qwen", help="prompt profile: qwen or osworld (default qwen)")
-    p.add_argument("--coord-divisor", type=float, default=1000, help="the model's coordinate grid (default 1000)")
+    p.add_argument("--coord-divisor", type=float, default=None,
+                   help="the model's coordinate grid (default: the profile's, qwen 1000 and osworld 999)")
     p.add_argument("--parallel", type=int, default=1,
                    help="worker processes, each with its own browser/display (default 1)")
     p.add_argument("--mirror", default=None, help="folder of offline copies of task downloads")

@@ -72,7 +72,7 @@ class EvalSettings:
     api_key: str | None = None
     max_steps: int = 15
     prompt_profile: str = "qwen"
-    coord_divisor: float = 1000
+    coord_divisor: float | None = None  # None: the profile's (agent.coords.PROFILE_GRID)
     mirror: str | None = None
     policy_options: dict = field(default_factory=dict)  # extra keyword arguments of the policy (max_new_tokens, ...)
 

@@ -204,7 +204,7 @@ class EmbeddedPolicy:
     kind = "embedded"
 
     def __init__(self, model: str = DEFAULT_MODEL, dtype=None, device=None, *, max_new_tokens: int = 512,
-                 progress=None, **sampling):
+                 progress=None, constrained: bool = True, **sampling):
         try:
             from model import Qwen3VL
         except ImportError as e:
@@ -222,6 +222,9 @@ class EmbeddedPolicy:
         self.model = Qwen3VL.from_pretrained(str(p) if looks_local else model, **kwargs)
         self.max_new_tokens = max_new_tokens
         self.sampling = {"temperature": 0.0, **sampling}
+        # grammar-constrained decoding (model/constraints.py): every reply is one valid computer_use call
+        self.constrained = constrained
+        self._grammar = None
 
     def respond(self, messages: list[dict]) -> PolicyReply:
         from model.generate import MODEL_INPUTS
@@ -230,7 +233,15 @@ class EmbeddedPolicy:
         inputs = m.preprocessor(messages, add_generation_prompt=True)
         tokens_in = int(inputs["input_ids"].shape[-1])
         model_inputs = {k: inputs[k].to(m.device) for k in MODEL_INPUTS if inputs.get(k) is not None}
-        new_ids = m.generate(**model_inputs, max_new_tokens=self.max_new_tokens, **self.sampling)  # [1, T]
+        constraints = None
+        if self.constrained:
+            if self._grammar is None:
+                from model.constraints import ToolCallGrammar
+
+                self._grammar = ToolCallGrammar(m.preprocessor.tokenizer, m.config.text.vocab_size, m.eos_token_ids)
+            constraints = [self._grammar.constraint()]
+        new_ids = m.generate(**model_inputs, max_new_tokens=self.max_new_tokens, constraints=constraints,
+                             **self.sampling)  # [1, T]
         stop = set(m.eos_token_ids) | {m.config.pad_token_id}
         row = new_ids[0].tolist()
         ids = [i for i in row if i not in stop]

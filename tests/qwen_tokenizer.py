@@ -8,8 +8,9 @@ pre-tokenizer regex, NFC normalizer and byte-level decoder. The special tokens a
 151643..151668 (tests/tiny_tokenizer.SPECIALS), so a checkpoint with the real 151,936-row vocabulary gets
 the ids it has on the Hub. The chat template is tests/tiny_tokenizer's.
 
-Building takes a few seconds (the merge scan); `build_tokenizer()` is cached per process and
-`save_tokenizer(folder)` writes the Hub's file layout (tokenizer.json, tokenizer_config.json).
+Building takes ~20 s on a loaded CI machine (the merge scan), so the result is kept in the system temp
+folder (keyed by the ranks file's size and mtime) and loaded from there (~1 s) afterwards; `build_tokenizer()`
+is also cached per process. `save_tokenizer(folder)` writes the Hub's file layout (tokenizer.json, ...).
 Only the package's location is looked up: qwen_agent is never imported (it needs no dependencies here).
 """
 
@@ -18,6 +19,8 @@ from __future__ import annotations
 import base64
 import functools
 import importlib.util
+import os
+import tempfile
 from pathlib import Path
 
 from tokenizers import AddedToken
@@ -68,7 +71,23 @@ def vocab_and_merges(ranks: dict[bytes, int]) -> tuple[dict[str, int], list[tupl
 
 @functools.lru_cache(maxsize=1)
 def build_tokenizer() -> Qwen2Tokenizer:
-    ranks = load_ranks()
+    source = tiktoken_path()
+    stat = source.stat()
+    cache = Path(tempfile.gettempdir()) / f"qvl-qwen-bpe-{stat.st_size}-{int(stat.st_mtime)}"
+    if (cache / "tokenizer.json").exists():
+        return Qwen2Tokenizer.from_pretrained(str(cache))
+    tok = _build(source)
+    tmp = Path(tempfile.mkdtemp(prefix=cache.name + ".", dir=cache.parent))
+    tok.save_pretrained(str(tmp))
+    try:
+        os.replace(tmp, cache)  # atomic: concurrent test processes never see a half-written folder
+    except OSError:  # another process got there first
+        pass
+    return tok
+
+
+def _build(source: Path) -> Qwen2Tokenizer:
+    ranks = load_ranks(source)
     assert len(ranks) == FIRST_SPECIAL_ID, f"expected {FIRST_SPECIAL_ID} BPE ranks, found {len(ranks)}"
     vocab, merges = vocab_and_merges(ranks)
     vocab.update({t: FIRST_SPECIAL_ID + j for j, t in enumerate(SPECIALS)})

@@ -44,7 +44,7 @@ class TokenConstraint(Protocol):
         """The token chosen for this row (must have been allowed)."""
 
     def is_finished(self) -> bool:
-        """The grammar is complete and its end (eos) was consumed: nothing more may follow."""
+        """The reply is complete: nothing but the end (eos) may follow."""
 
 
 # ----------------------------------------------------------------------------------------- schema
@@ -111,17 +111,18 @@ class GrammarConstraint:
         self.vocab_size = vocab_size
         self._words = torch.zeros((vocab_size + 31) // 32, dtype=torch.int32)   # the bitmask, bit t = token t
 
-    def allowed(self) -> Tensor:
-        """bool [V]: the tokens the grammar allows next."""
+    def disallowed(self) -> Tensor:
+        """bool [V]: the tokens the grammar does not allow next."""
         self.matcher.unsafe_compute_mask_ptr(self._words.data_ptr(), self._words.numel() * 4)
-        bits = np.unpackbits(self._words.numpy().view(np.uint8), bitorder="little")[: self.vocab_size]
-        return torch.from_numpy(bits).bool()
+        # unpack the inverted words: one 0/1 byte per token, viewed as bool without a copy
+        bits = np.unpackbits((~self._words.numpy()).view(np.uint8), bitorder="little")[: self.vocab_size]
+        return torch.from_numpy(bits).view(torch.bool)
 
     def mask_logits(self, logits: Tensor) -> None:
         if logits.shape != (self.vocab_size,):
             raise ValueError(f"the constraint was built for a vocabulary of {self.vocab_size} tokens, "
                              f"got logits of shape {tuple(logits.shape)}")
-        logits.masked_fill_(~self.allowed().to(logits.device, non_blocking=True), float("-inf"))
+        logits.masked_fill_(self.disallowed().to(logits.device, non_blocking=True), float("-inf"))
 
     def advance(self, token_id: int) -> None:
         if not self.matcher.consume_token(int(token_id)):
@@ -138,12 +139,12 @@ class ToolCallGrammar:
     width, e.g. 151936 for 151669 tokenizer entries); eos_ids: the tokens that end a reply."""
 
     def __init__(self, hf_tokenizer, vocab_size: int, eos_ids: list[int], *, grid_max: int = 1000,
-                 max_thought_chars: int = 600, max_text_chars: int = 2000, max_keys: int = 8):
+                 max_thought_chars: int = 600, max_text_chars: int = 2000, max_keys: int = 8, max_key_chars: int = 32):
         import llguidance
 
         self.vocab_size = vocab_size
         self.tokenizer = _ll_tokenizer(hf_tokenizer, vocab_size, eos_ids)
-        self.grammar = tool_call_lark(computer_use_schema(grid_max, max_text_chars, max_keys),
+        self.grammar = tool_call_lark(computer_use_schema(grid_max, max_text_chars, max_keys, max_key_chars),
                                       _tag_atom(hf_tokenizer, "<tool_call>"), _tag_atom(hf_tokenizer, "</tool_call>"),
                                       max_thought_chars)
         error = llguidance.LLMatcher.validate_grammar(self.grammar, self.tokenizer)

@@ -23,11 +23,10 @@ import os
 import tempfile
 from pathlib import Path
 
-from tokenizers import AddedToken
 from transformers import Qwen2Tokenizer
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
-from tiny_tokenizer import CHAT_TEMPLATE, FIRST_SPECIAL_ID, SPECIALS
+from tiny_tokenizer import FIRST_SPECIAL_ID, SPECIALS, qwen_tokenizer_from
 
 
 def tiktoken_path() -> Path:
@@ -91,15 +90,7 @@ def _build(source: Path) -> Qwen2Tokenizer:
     assert len(ranks) == FIRST_SPECIAL_ID, f"expected {FIRST_SPECIAL_ID} BPE ranks, found {len(ranks)}"
     vocab, merges = vocab_and_merges(ranks)
     vocab.update({t: FIRST_SPECIAL_ID + j for j, t in enumerate(SPECIALS)})
-    tok = Qwen2Tokenizer(vocab=vocab, merges=merges, unk_token=None, bos_token=None,
-                         eos_token="<|im_end|>", pad_token="<|endoftext|>")
-    # <|...|> are control tokens (skipped when decoding); <tool_call>, <think>, ... are text the model writes
-    tok.backend_tokenizer.add_special_tokens(
-        [AddedToken(t, special=True, normalized=False) for t in SPECIALS if t.startswith("<|")])
-    tok.backend_tokenizer.add_tokens(
-        [AddedToken(t, special=False, normalized=False) for t in SPECIALS if not t.startswith("<|")])
-    tok.chat_template = CHAT_TEMPLATE
-    return tok
+    return qwen_tokenizer_from(vocab, merges)
 
 
 def save_tokenizer(folder: str | Path) -> Qwen2Tokenizer:

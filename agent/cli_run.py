@@ -51,6 +51,9 @@ def register(subparsers) -> None:
     run.add_argument("--lenient-parse", action="store_true",
                      help="also accept action aliases (click, tap, ...) and bare {\"action\": ...} objects "
                           "that neither the cookbook nor OSWorld executes")
+    run.add_argument("--unconstrained", action="store_true",
+                     help="embedded runtime: sample freely instead of constraining each reply to one valid "
+                          "computer_use call (model/constraints.py)")
     run.add_argument("--script", help="replies to use instead of a model: a JSON list of strings, a run "
                                       "directory or a traj.jsonl")
     run.add_argument("--headed", action="store_true", help="show the browser window (needs a display)")
@@ -151,7 +154,8 @@ def make_policy(args):
         return OpenAIPolicy(args.base_url, args.model, args.api_key or os.environ.get("OPENAI_API_KEY")), args.model
     model = args.model or DEFAULT_MODEL
     print(f"loading {model} ...", flush=True)
-    return EmbeddedPolicy(model, progress=_load_progress if sys.stderr.isatty() else None), model
+    return EmbeddedPolicy(model, progress=_load_progress if sys.stderr.isatty() else None,
+                          constrained=not args.unconstrained), model
 
 
 def _load_progress(done: int, total: int) -> None:

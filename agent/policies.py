@@ -30,6 +30,7 @@ class PolicyReply:
     text: str
     tokens_in: int | None = None
     tokens_out: int | None = None
+    finish_reason: str | None = None  # "stop", "length" (cut off at the token limit: never executed), None unknown
 
 
 class PolicyError(RuntimeError):
@@ -68,7 +69,8 @@ class ScriptedPolicy:
         steps = load_steps(run_dir_or_traj_jsonl)
         if not steps:
             raise ValueError(f"{run_dir_or_traj_jsonl} holds no recorded steps to replay")
-        return cls([s.raw_response for s in steps if s.status != "declined"])
+        # one reply per model turn (a turn with several calls has one line per call), declined turns left out
+        return cls([s.raw_response for s in steps if s.call_index == 0 and s.status != "declined"])
 
     @classmethod
     def from_file(cls, path: Path | str) -> "ScriptedPolicy":
@@ -167,7 +169,8 @@ class OpenAIPolicy:
     def _reply(self, r) -> PolicyReply:
         try:
             data = r.json()
-            msg = data["choices"][0]["message"]
+            choice = data["choices"][0]
+            msg = choice["message"]
         except (ValueError, KeyError, IndexError, TypeError):
             raise PolicyError(f"model server {self.url} sent a response that is not a chat completion: "
                               f"{r.text[:300]}") from None
@@ -188,7 +191,7 @@ class OpenAIPolicy:
         if reasoning:
             text = f"<think>\n{reasoning}\n</think>\n\n{text}"
         usage = data.get("usage") or {}
-        return PolicyReply(text, usage.get("prompt_tokens"), usage.get("completion_tokens"))
+        return PolicyReply(text, usage.get("prompt_tokens"), usage.get("completion_tokens"), choice.get("finish_reason"))
 
     def close(self) -> None:
         self._client.close()
@@ -202,7 +205,7 @@ class EmbeddedPolicy:
     kind = "embedded"
 
     def __init__(self, model: str = DEFAULT_MODEL, dtype=None, device=None, *, max_new_tokens: int = 512,
-                 progress=None, **sampling):
+                 progress=None, constrained: bool = True, **sampling):
         try:
             from model import Qwen3VL
         except ImportError as e:
@@ -221,6 +224,9 @@ class EmbeddedPolicy:
         self.max_new_tokens = max_new_tokens
         self.sampling = {"temperature": 0.0, **sampling}
         self.on_token: Callable[[int], None] | None = None   # called with the count of tokens generated so far
+        # grammar-constrained decoding (model/constraints.py): every reply is one valid computer_use call
+        self.constrained = constrained
+        self._grammar = None
 
     def respond(self, messages: list[dict]) -> PolicyReply:
         from model.generate import MODEL_INPUTS
@@ -229,6 +235,13 @@ class EmbeddedPolicy:
         inputs = m.preprocessor(messages, add_generation_prompt=True)
         tokens_in = int(inputs["input_ids"].shape[-1])
         model_inputs = {k: inputs[k].to(m.device) for k in MODEL_INPUTS if inputs.get(k) is not None}
+        constraints = None
+        if self.constrained:
+            if self._grammar is None:
+                from model.constraints import ToolCallGrammar
+
+                self._grammar = ToolCallGrammar(m.preprocessor.tokenizer, m.config.text.vocab_size, m.eos_token_ids)
+            constraints = [self._grammar.constraint()]
         count = 0
 
         def stream(token) -> None:
@@ -237,8 +250,11 @@ class EmbeddedPolicy:
             if self.on_token is not None:
                 self.on_token(count)
 
-        new_ids = m.generate(**model_inputs, max_new_tokens=self.max_new_tokens, stream=stream,
+        new_ids = m.generate(**model_inputs, max_new_tokens=self.max_new_tokens, constraints=constraints, stream=stream,
                              **self.sampling)  # [1, T]
         stop = set(m.eos_token_ids) | {m.config.pad_token_id}
-        ids = [i for i in new_ids[0].tolist() if i not in stop]
-        return PolicyReply(m.preprocessor.decode(ids), tokens_in, len(ids))
+        row = new_ids[0].tolist()
+        ids = [i for i in row if i not in stop]
+        # generation ran out of tokens when it produced all max_new_tokens and none of them was an eos
+        finish = "length" if len(row) == self.max_new_tokens and not set(row) & set(m.eos_token_ids) else "stop"
+        return PolicyReply(m.preprocessor.decode(ids), tokens_in, len(ids), finish)

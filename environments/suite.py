@@ -73,7 +73,7 @@ class EvalSettings:
     api_key: str | None = None
     max_steps: int | None = None  # None: each task's own budget, else DEFAULT_MAX_STEPS
     prompt_profile: str = "qwen"
-    coord_divisor: float = 1000
+    coord_divisor: float | None = None  # None: the profile's (agent.coords.PROFILE_GRID)
     mirror: str | None = None
     policy_options: dict = field(default_factory=dict)  # extra keyword arguments of the policy (max_new_tokens, ...)
 

@@ -158,6 +158,7 @@ def start_task(task: Task, controller: Controller, *, blocker: str | None = None
     The config steps run only when nothing blocks the task: `blocker` (the environment's own reason),
     the offline checks and the evaluator's. `settle_s` after a clean setup lets launched apps draw.
     """
+    controller.failed_commands = []
     skip_reason = blocker or offline_blocker(task, controller) or evaluation_blocker(task, controller)
     if skip_reason is not None:
         return skip_reason, None
@@ -189,8 +190,12 @@ def evaluate_environment(task: Task | None, controller: Controller, action_histo
     if skip_reason is not None:
         return EvalResult(status="skipped", reason=skip_reason)
     if setup_error is not None:
-        return EvalResult(status="error", reason=f"setup failed: {setup_error}")
-    return evaluate_task(task, controller, action_history)
+        result = EvalResult(status="error", reason=f"setup failed: {setup_error}")
+    else:
+        result = evaluate_task(task, controller, action_history)
+    if controller.failed_commands:  # OSWorld ignores a failing setup command; the report names it
+        result.details["failed_commands"] = list(controller.failed_commands)
+    return result
 
 
 def _scored(score: float, per_metric: list[dict], t0: float, reason: str) -> EvalResult:

@@ -117,15 +117,13 @@ def get_vm_terminal_output(c: Controller, cfg: dict) -> str | None:
     xterm that logs its session (`-l`), so this is the session's text (escape sequences removed),
     not only what is on screen. None when no terminal is open.
     """
-    runtime = Path(c.env.get("XDG_RUNTIME_DIR", ""))
-    logs = []
-    for log in runtime.glob("terminal-*.log") if runtime.is_dir() else []:
-        pid = log.stem.split("-", 1)[1]
-        if pid.isdigit() and Path(f"/proc/{pid}").exists():
-            logs.append(log)
-    if not logs:
+    runtime = c.host_path(c.env["XDG_RUNTIME_DIR"])
+    by_pid = {int(log.stem.split("-", 1)[1]): log for log in runtime.glob("terminal-*.log")
+              if log.stem.split("-", 1)[1].isdigit()}  # named by the pid of their xterm in the sandbox
+    live = [by_pid[pid] for pid in c.sandbox.alive(list(by_pid))] if by_pid else []
+    if not live:
         return None
-    text = max(logs, key=lambda p: p.stat().st_mtime).read_bytes().decode("utf-8", errors="replace")
+    text = max(live, key=lambda p: p.stat().st_mtime).read_bytes().decode("utf-8", errors="replace")
     return _ANSI.sub("", text).replace("\r\n", "\n").replace("\r", "")
 
 
@@ -243,7 +241,7 @@ def get_bookmarks(c: Controller, cfg: dict) -> dict | None:
 
 
 def _sqlite_rows(c: Controller, name: str, dest: str, sql: str) -> list[tuple]:
-    src = c.map_path(f"{CHROME_PROFILE}/{name}")
+    src = c.host_path(f"{CHROME_PROFILE}/{name}")
     if not src.is_file():
         raise FileNotFoundError(f"chrome profile has no {name} database")
     local = c.task_cache / dest
@@ -265,7 +263,7 @@ def get_cookie_data(c: Controller, cfg: dict) -> list[tuple]:
 
 def get_find_installed_extension_name(c: Controller, cfg: dict) -> list[str]:
     """`name` of every installed extension (`Extensions/<id>/<version>/manifest.json`)."""
-    root = c.map_path(f"{CHROME_PROFILE}/Extensions")
+    root = c.host_path(f"{CHROME_PROFILE}/Extensions")
     names = []
     for manifest in sorted(root.glob("*/*/manifest.json")) if root.is_dir() else []:
         names.append(json.loads(manifest.read_text(encoding="utf-8-sig")).get("name"))
@@ -273,7 +271,7 @@ def get_find_installed_extension_name(c: Controller, cfg: dict) -> list[str]:
 
 
 def get_shortcuts_on_desktop(c: Controller, cfg: dict) -> dict[str, str]:
-    desktop = c.map_path("~/Desktop")
+    desktop = c.host_path("~/Desktop")
     if not desktop.is_dir():
         return {}
     return {str(p): p.read_text(errors="replace") for p in sorted(desktop.glob("*.desktop"))}

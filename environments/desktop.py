@@ -115,6 +115,7 @@ class DesktopEnvironment:
                 chrome_port=self._chrome_port, client_password=client_password,
                 mirror=Path(mirror) if mirror is not None else None, online=online)
             self._revert()
+            self._check_gsettings()
         except BaseException:
             self.close()
             raise
@@ -175,6 +176,16 @@ class DesktopEnvironment:
             wm = self.sandbox.launch(["openbox", "--config-file", f"{ETC_DIR}/openbox-rc.xml"], session=True)
             self._wait(lambda: self.sandbox.run(["wmctrl", "-m"], timeout=5).returncode == 0,
                        f"openbox on {self.display}", pid=wm)
+
+    def _check_gsettings(self) -> None:
+        """Without the dconf backend, GLib keeps gsettings writes in memory and exits 0: a task's
+        `gsettings set` would do nothing while looking fine. Refuse to run so."""
+        if self.controller.which("gsettings") is None:
+            return
+        r = self.controller.run(["gsettings", "get", "org.gnome.desktop.interface", "text-scaling-factor"])
+        if "Can't find module 'dconf'" in r.error:
+            raise FileNotFoundError("gsettings would save nothing here: the dconf backend is missing "
+                                    "(apt-get install dconf-gsettings-backend)")
 
     def _revert(self) -> None:
         """OSWorld's snapshot revert: only the X server survives; home, /tmp and the runtime folder are

@@ -25,7 +25,7 @@ from PIL import Image
 from agent import coords, prompts
 from agent.actions import Action, ActionOutcome
 from agent.history import History
-from agent.loop import AgentConfig, EpisodeResult, run_episode
+from agent.loop import DEFAULT_MAX_STEPS, AgentConfig, EpisodeResult, run_episode
 from agent.parsing import parse_response
 from agent.policies import DEFAULT_MODEL, Policy
 from tools.keys import parse_chord
@@ -166,7 +166,7 @@ class Agent:
         cfg = AgentConfig(**{**self.config.__dict__, "max_steps": 1})
         return run_episode(self.env, self.policy, instruction, self.observe(), config=cfg, history=self._history)
 
-    def run(self, instruction: str, max_steps: int = 15, out_dir: Path | str | None = None,
+    def run(self, instruction: str, max_steps: int = DEFAULT_MAX_STEPS, out_dir: Path | str | None = None,
             **config) -> EpisodeResult:
         """A whole episode; recorded to ``out_dir`` (traj.jsonl, screenshots, report.html) when given."""
         cfg = AgentConfig(**{**self.config.__dict__, "max_steps": max_steps, **config})

@@ -10,44 +10,67 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 import tempfile
+import threading
 import traceback
 
-# command -> module that registers it
-COMMANDS = {
-    "run": "agent.cli_run",
-    "replay": "agent.cli_run",
-    "generate": "model.cli",
-    "bench": "model.cli",
-    "quantize": "model.quantize",
-    "doctor": "tools.doctor",
-    "eval": "environments.cli_eval",
+# command -> (module that registers it, one-line summary for `qvl-agent --help`). The top-level help is built from
+# this table alone, so listing the commands imports nothing (the command modules pull in PIL, numpy, torch ...).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("agent.cli_run", "carry out an instruction with the agent"),
+    "replay": ("agent.cli_run", "re-execute a recorded run without a model"),
+    "report": ("agent.cli_run", "rebuild a run's report.html from what it recorded"),
+    "eval": ("environments.cli_eval", "run OSWorld-format tasks (default: the bundled suite) and score them"),
+    "generate": ("model.cli", "answer a prompt (with images) using the embedded runtime"),
+    "download": ("model.cli", "download a checkpoint from the Hugging Face Hub into the local cache"),
+    "quantize": ("model.cli", "write an FP8 (128x128 block) copy of a bf16/fp32 Qwen3-VL checkpoint"),
+    "bench": ("model.cli", "prefill/decode speed: embedded runtime vs transformers"),
+    "doctor": ("tools.doctor", "check the coordinate chain on every monitor"),
 }
 
-# Exceptions that mean "the user gave bad input": print the message alone.
+# Exceptions that mean "the user gave bad input" or "the machine is not set up": print the message alone.
 USER_ERRORS: tuple[type[BaseException], ...] = (
     FileNotFoundError,
+    FileExistsError,
     NotADirectoryError,
     IsADirectoryError,
     PermissionError,
     ValueError,
+    ConnectionError,    # a server or the Hub cannot be reached: the message says which
+    ChildProcessError,  # a worker process died: the message says what was kept
 )
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill PID`) unwinds like Ctrl-C: a run still writes result.json and report.html, an eval keeps its
+    summary and its workers close their displays."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser with `only`'s module registered (its real arguments), the other commands as summaries."""
     parser = argparse.ArgumentParser(
         prog="qvl-agent",
         description="GUI agents on Qwen3-VL: run tasks, evaluate suites, generate with the embedded runtime.",
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    modules = [COMMANDS[only]] if only in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
-    for name in modules:
+    registered: set[str] = set()
+    if only in COMMANDS:
+        module = COMMANDS[only][0]
         try:
-            importlib.import_module(name).register(sub)
-        except ImportError as e:  # keep the other commands usable
-            sub.add_parser(name.rsplit(".", 1)[-1], help=f"(unavailable: {e})")
+            importlib.import_module(module).register(sub)
+        except ImportError as e:  # a broken optional dependency affects only its command
+            sub.add_parser(only, help=f"(unavailable: {e})")
+        registered = set(sub.choices)
+    for name, (_, summary) in COMMANDS.items():
+        if name not in registered:
+            sub.add_parser(name, help=summary, add_help=False)
     return parser
 
 
@@ -61,8 +84,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     debug = args.debug or os.environ.get("QVL_DEBUG") == "1"
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:
         return int(args.func(args) or 0)
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -79,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {type(e).__name__}: {msg} (internal error; traceback in {log}, --debug to show)",
                   file=sys.stderr)
         return 1
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 if __name__ == "__main__":

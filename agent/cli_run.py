@@ -1,9 +1,10 @@
-"""`qvl-agent run` and `qvl-agent replay`.
+"""`qvl-agent run`, `qvl-agent replay` and `qvl-agent report`.
 
 ``run`` drives a sandboxed headless browser on the bundled local sites by default (never the user's live
 desktop unless ``--env desktop``), with the embedded runtime, an OpenAI-compatible server
 (``--base-url``) or a script of replies (``--script``). The run is recorded in ``--out`` (default
-``runs/<timestamp>/``). ``replay RUN_DIR`` re-executes a recorded run with no model.
+``runs/<timestamp>/``). ``replay RUN_DIR`` re-executes a recorded run with no model; ``report RUN_DIR`` rebuilds
+report.html from what a run recorded (a run killed with SIGKILL had no chance to write it).
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from pathlib import Path
 from typing import Iterator
 
 from agent import prompts
-from agent.loop import AgentConfig, EpisodeResult, run_episode
+from agent.loop import DEFAULT_MAX_STEPS, AgentConfig, EpisodeResult, run_episode
 from agent.policies import DEFAULT_MODEL, EmbeddedPolicy, OpenAIPolicy, PolicyError, ScriptedPolicy
-from agent.report import describe
-from agent.trajectory import REPORT_FILE, RunHeader, StepRecord, load_header, load_result
+from agent.progress import LoadProgress, StepProgress, WithProgress
+from agent.report import describe, write_report
+from agent.trajectory import (REPORT_FILE, RunHeader, StepRecord, load_header, load_result, load_steps,
+                              require_new_run_dir)
 
 OK_STATUSES = ("success", "answered")
 
@@ -37,7 +40,8 @@ def register(subparsers) -> None:
                                       "with --base-url: the served model name")
     run.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://localhost:8000/v1 (vLLM)")
     run.add_argument("--api-key", help="key for --base-url (default: $OPENAI_API_KEY)")
-    run.add_argument("--max-steps", type=int, default=15, help="actions before giving up (default 15)")
+    run.add_argument("--max-steps", type=int, default=DEFAULT_MAX_STEPS,
+                     help=f"actions before giving up (default {DEFAULT_MAX_STEPS})")
     run.add_argument("--out", help="run directory (default runs/<timestamp>)")
     run.add_argument("--confirm", nargs="?", const="risky", choices=["all", "risky"],
                      help="ask before risky actions (default when given) or before all actions")
@@ -59,6 +63,12 @@ def register(subparsers) -> None:
     replay.add_argument("--out", help="where to record the replay (default RUN_DIR-replay-<timestamp>)")
     replay.add_argument("--headed", action="store_true", help="show the browser window (needs a display)")
     replay.set_defaults(func=cmd_replay)
+
+    report = subparsers.add_parser("report", help="rebuild a run's report.html from what it recorded",
+                                   description="Write RUN_DIR/report.html from run.json, traj.jsonl and the "
+                                               "screenshots, e.g. after the run was killed before it could.")
+    report.add_argument("run_dir", help="a directory written by `qvl-agent run`, `replay` or `eval`")
+    report.set_defaults(func=cmd_report)
 
 
 # ---------------------------------------------------------------- environments
@@ -85,6 +95,9 @@ def open_environment(kind: str, start_url: str | None = None, sites_state_dir: P
         if not display:
             raise ValueError("--env desktop drives the X display named by $DISPLAY, which is not set")
         from environments.desktop import DesktopEnvironment
+        from tools.desktop import check_display
+
+        check_display(display)
 
         env = DesktopEnvironment(display=display)
         try:
@@ -147,13 +160,7 @@ def make_policy(args):
         return OpenAIPolicy(args.base_url, args.model, args.api_key or os.environ.get("OPENAI_API_KEY")), args.model
     model = args.model or DEFAULT_MODEL
     print(f"loading {model} ...", flush=True)
-    return EmbeddedPolicy(model, progress=_load_progress if sys.stderr.isatty() else None), model
-
-
-def _load_progress(done: int, total: int) -> None:
-    if done == total or done * 10 // total != (done - 1) * 10 // total:  # every 10%
-        sys.stderr.write(f"\r  weights {done}/{total}" + ("\n" if done == total else ""))
-        sys.stderr.flush()
+    return EmbeddedPolicy(model, progress=LoadProgress()), model
 
 
 def cmd_run(args) -> int:
@@ -168,11 +175,12 @@ def cmd_run(args) -> int:
         from agent.safety import terminal_confirm
 
         config.confirm = terminal_confirm(args.confirm)
-    out_dir = Path(args.out) if args.out else _default_out(Path("runs"))
+    out_dir = require_new_run_dir(args.out) if args.out else _default_out(Path("runs"))
     try:
         policy, model_name = make_policy(args)
     except PolicyError as e:
         raise ValueError(str(e)) from None
+    policy = WithProgress(policy, StepProgress())
     try:
         with open_environment(args.env, start_url, out_dir / "sites", headless=not args.headed) as (env, fields):
             header = RunHeader(instruction=args.instruction, model=model_name, policy=policy.kind, **fields)
@@ -200,9 +208,9 @@ def cmd_replay(args) -> int:
         raise ValueError(f"{run_dir} was recorded in a custom environment; replay it from Python with "
                          "ScriptedPolicy.from_trajectory")
     start_url = header.start_url
-    out_dir = Path(args.out) if args.out else run_dir.with_name(
+    out_dir = require_new_run_dir(args.out) if args.out else run_dir.with_name(
         f"{run_dir.name}-replay-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
-    config = AgentConfig(max_steps=max(header.max_steps, 1), prompt_profile=header.profile,
+    config = AgentConfig(max_steps=max(header.max_steps or 0, len(policy.responses), 1), prompt_profile=header.profile,
                          coord_divisor=header.coord_divisor, history_images=header.history_images)
     # The bundled sites listen on a new port each time: keep the recorded path, swap the base.
     bundled = header.env_kind == "browser" and header.bundled_sites_base is not None
@@ -227,3 +235,16 @@ def cmd_replay(args) -> int:
         print(f"replay ended {result.status}, the recorded run ended {recorded.get('status')}", file=sys.stderr)
         return 1
     return 0 if result.status in OK_STATUSES or (recorded and recorded.get("status") == result.status) else 1
+
+
+def cmd_report(args) -> int:
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run directory {run_dir} does not exist")
+    load_header(run_dir)   # a clear error for a folder that is not a run
+    path = write_report(run_dir)
+    steps = len(load_steps(run_dir))
+    result = load_result(run_dir)
+    ended = f"ended {result.get('status')}" if result else "has no result.json (it was killed)"
+    print(f"{path}: {steps} step(s); the run {ended}")
+    return 0

@@ -28,11 +28,14 @@ from agent.safety import risk_reason, typing_into_password
 from agent.trajectory import Latency, RunHeader, StepRecord, TrajectoryWriter, elapsed
 
 DRY_RUN_NOTE = "(dry run: the previous action was not executed)"
+# Actions before an episode gives up. The bundled flight tasks take 19-29 actions and OSWorld's own runs use
+# 15-100; 50 leaves a competent agent room without letting a stuck one run for ever.
+DEFAULT_MAX_STEPS = 50
 
 
 @dataclass
 class AgentConfig:
-    max_steps: int = 15
+    max_steps: int = DEFAULT_MAX_STEPS
     prompt_profile: str = "qwen"
     coord_divisor: float = 1000
     history_images: int = 4

@@ -15,11 +15,12 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 from PIL import Image
 
-DEFAULT_MODEL = "Qwen/Qwen3-VL-2B-Instruct"
+from model.config import DEFAULT_MODEL
+
 EXHAUSTED_REPLY = ('<tool_call>\n{"name": "computer_use", "arguments": {"action": "terminate", "status": "failure"}}'
                    "\n</tool_call>")
 
@@ -219,6 +220,7 @@ class EmbeddedPolicy:
         self.model = Qwen3VL.from_pretrained(str(p) if looks_local else model, **kwargs)
         self.max_new_tokens = max_new_tokens
         self.sampling = {"temperature": 0.0, **sampling}
+        self.on_token: Callable[[int], None] | None = None   # called with the count of tokens generated so far
 
     def respond(self, messages: list[dict]) -> PolicyReply:
         from model.generate import MODEL_INPUTS
@@ -227,7 +229,16 @@ class EmbeddedPolicy:
         inputs = m.preprocessor(messages, add_generation_prompt=True)
         tokens_in = int(inputs["input_ids"].shape[-1])
         model_inputs = {k: inputs[k].to(m.device) for k in MODEL_INPUTS if inputs.get(k) is not None}
-        new_ids = m.generate(**model_inputs, max_new_tokens=self.max_new_tokens, **self.sampling)  # [1, T]
+        count = 0
+
+        def stream(token) -> None:
+            nonlocal count
+            count += 1
+            if self.on_token is not None:
+                self.on_token(count)
+
+        new_ids = m.generate(**model_inputs, max_new_tokens=self.max_new_tokens, stream=stream,
+                             **self.sampling)  # [1, T]
         stop = set(m.eos_token_ids) | {m.config.pad_token_id}
         ids = [i for i in new_ids[0].tolist() if i not in stop]
         return PolicyReply(m.preprocessor.decode(ids), tokens_in, len(ids))

@@ -10,7 +10,8 @@ Layout::
     RUN_DIR/traj.jsonl          StepRecord per line
     RUN_DIR/step_<n>_<ts>.png   the screenshot the model saw at step n
     RUN_DIR/result.json         the episode result
-    RUN_DIR/report.html         self-contained report (agent.report)
+    RUN_DIR/report.html         the report (agent.report), with report_files/ (annotated JPEG screenshots)
+    RUN_DIR/eval.json           eval tasks only: the evaluator's answer
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ TRAJ_FILE = "traj.jsonl"
 HEADER_FILE = "run.json"
 RESULT_FILE = "result.json"
 REPORT_FILE = "report.html"
+EVAL_FILE = "eval.json"  # eval task folders: the evaluator's full answer (per-metric scores, getter outputs, reasons)
 
 
 class RunHeader(BaseModel):
@@ -44,7 +46,7 @@ class RunHeader(BaseModel):
     profile: str = "qwen"
     coord_divisor: float = 1000
     history_images: int = 4
-    max_steps: int = 15
+    max_steps: int | None = None  # the episode's budget (None: not recorded)
     model: str | None = None
     policy: str | None = None  # embedded | openai | scripted
     dry_run: bool = False
@@ -118,6 +120,16 @@ class TrajectoryWriter:
 
     def write_result(self, result: BaseModel) -> None:
         _atomic_write(self.dir / RESULT_FILE, result.model_dump_json(indent=2))
+
+
+def require_new_run_dir(path: Path | str) -> Path:
+    """`path` when it does not exist or is an empty folder, else FileExistsError. Commands call this before they
+    start anything (a sites server resets its state file inside the run folder), so a refused --out is untouched."""
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        what = "a run" if (path / TRAJ_FILE).exists() else ("a file" if not path.is_dir() else "files")
+        raise FileExistsError(f"--out {path} already holds {what}; nothing was changed there, choose another folder")
+    return path
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import signal
 from datetime import datetime
 from pathlib import Path
 
+from agent.prompts import PROFILES
 from environments.suite import AGENTS, EvalSettings, format_table, load_tasks, run_suite
+
+# Exit codes, so scripts and CI can act on a run (also in the README).
+EXIT_OK = 0           # no task ended in error, and at least one was scored
+EXIT_TASK_ERROR = 1   # some task ended in error (setup, agent or evaluator), or the run could not start
+EXIT_NONE_SCORED = 3  # nothing errored, but every task was skipped (unsupported setup, missing app ...)
+
+EPILOG = f"""exit codes: {EXIT_OK} every task ran without error and at least one was scored; {EXIT_TASK_ERROR} some task ended in
+an error (or the run could not start); 2 bad arguments; {EXIT_NONE_SCORED} every task was skipped; 130/143 interrupted
+(Ctrl-C / SIGTERM: finished tasks stay in summary.json and a rerun resumes)."""
 
 
 def register(subparsers) -> None:
@@ -15,7 +24,7 @@ def register(subparsers) -> None:
         "eval", help="run OSWorld-format tasks (default: the bundled suite) and score them",
         description="Run a task file, a folder of task files, or an OSWorld meta file ({domain: [ids]}) with one "
                     "agent; write OSWorld's per-task folders and summary.json. Rerunning into the same --out "
-                    "resumes: finished tasks are not run again.")
+                    "resumes: finished tasks are not run again.", epilog=EPILOG)
     p.add_argument("tasks", nargs="?", default=None,
                    help="task file, folder, or meta file (default: the bundled suite)")
     p.add_argument("--examples", default=None,
@@ -28,8 +37,9 @@ def register(subparsers) -> None:
                         "openai: the served model name")
     p.add_argument("--base-url", default=None, help="OpenAI-compatible server, e.g. http://host:8000/v1")
     p.add_argument("--api-key", default=None, help="API key for --base-url")
-    p.add_argument("--max-steps", type=int, default=15, help="step budget per task (default 15, as OSWorld)")
-    p.add_argument("--profile", default="qwen", help="prompt profile: qwen or osworld (default qwen)")
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="step budget of every task (default: a task's own max_steps, else 50)")
+    p.add_argument("--profile", choices=list(PROFILES), default="qwen", help="prompt profile (default qwen)")
     p.add_argument("--coord-divisor", type=float, default=1000, help="the model's coordinate grid (default 1000)")
     p.add_argument("--parallel", type=int, default=1,
                    help="worker processes, each with its own browser/display (default 1)")
@@ -43,18 +53,23 @@ def _eval(args: argparse.Namespace) -> int:
         raise ValueError("--agent openai needs --base-url and --model")
     if args.mirror and not Path(args.mirror).is_dir():
         raise FileNotFoundError(f"mirror folder not found: {args.mirror}")
-    tasks = load_tasks(args.tasks, args.examples)
-    out = Path(args.out) if args.out else Path("runs") / f"eval-{datetime.now():%Y%m%d-%H%M%S}"
     settings = EvalSettings(agent=args.agent, model=args.model, base_url=args.base_url, api_key=args.api_key,
                             max_steps=args.max_steps, prompt_profile=args.profile, coord_divisor=args.coord_divisor,
                             mirror=args.mirror)
-    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops a run like Ctrl-C: workers close their displays
+    settings.check(args.parallel)   # every option, before a task file is read or a worker starts
+    tasks = load_tasks(args.tasks, args.examples)
+    settings.check_agent()
+    out = Path(args.out) if args.out else Path("runs") / f"eval-{datetime.now():%Y%m%d-%H%M%S}"
     print(f"eval: {len(tasks)} task(s), agent {args.agent}, {args.parallel} worker(s), output in {out}", flush=True)
     entries = run_suite(tasks, out, settings, parallel=args.parallel, log=lambda m: print(m, flush=True))
     print(format_table(entries))
     print(f"summary: {out / 'summary.json'}")
-    return 0
+    return exit_code(entries)
 
 
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
+def exit_code(entries: list[dict]) -> int:
+    if any(e["status"] == "error" for e in entries):
+        return EXIT_TASK_ERROR
+    if not any(e["status"] == "scored" for e in entries):
+        return EXIT_NONE_SCORED
+    return EXIT_OK

@@ -30,6 +30,8 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from agent.progress import EvalProgress
+from agent.trajectory import EVAL_FILE
 from environments.sites import fill_site_placeholders, uses_sites
 from environments.tasks import Task, load_meta, load_task, load_task_dir
 
@@ -37,7 +39,6 @@ BUNDLED_DIR = Path(__file__).parent / "tasks"
 BUNDLED_META = BUNDLED_DIR / "test_all.json"
 SUMMARY_FILE = "summary.json"
 RESULT_FILE = "result.txt"
-EVAL_FILE = "eval.json"  # the evaluator's full answer: per-metric scores, getter outputs, reasons
 ORACLE_SUFFIX = ".oracle.jsonl"
 AGENTS = ("embedded", "openai", "oracle", "fail", "done")
 SANITY_REPLIES = {
@@ -70,11 +71,32 @@ class EvalSettings:
     model: str | None = None
     base_url: str | None = None
     api_key: str | None = None
-    max_steps: int = 15
+    max_steps: int | None = None  # None: each task's own budget, else DEFAULT_MAX_STEPS
     prompt_profile: str = "qwen"
     coord_divisor: float = 1000
     mirror: str | None = None
     policy_options: dict = field(default_factory=dict)  # extra keyword arguments of the policy (max_new_tokens, ...)
+
+    def check(self, parallel: int = 1) -> None:
+        """Refuse bad settings before any task is read, worker started or model loaded (ValueError)."""
+        from agent.loop import DEFAULT_MAX_STEPS, AgentConfig
+
+        if self.agent not in AGENTS:
+            raise ValueError(f"unknown agent {self.agent!r}; choose one of {', '.join(AGENTS)}")
+        if parallel < 1:
+            raise ValueError(f"--parallel must be at least 1, got {parallel}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"--max-steps must be at least 1, got {self.max_steps}")
+        AgentConfig(max_steps=self.max_steps or DEFAULT_MAX_STEPS, prompt_profile=self.prompt_profile,
+                    coord_divisor=self.coord_divisor)   # its own checks: profile, divisor
+
+    def check_agent(self) -> None:
+        """A checkpoint that is not there fails here, once, rather than in every worker."""
+        if self.agent == "embedded":
+            from model.config import DEFAULT_MODEL
+            from model.loader import resolve_model_path
+
+            resolve_model_path(self.model or DEFAULT_MODEL)
 
     def run_info(self) -> dict:
         return {"agent": self.agent, "model": self.model, "base_url": self.base_url, "max_steps": self.max_steps,
@@ -193,9 +215,22 @@ class Workbench:
             self._close(name)
 
 
-def run_task(bench: Workbench, task: Task, task_dir: Path) -> TaskOutcome:
-    """Reset, run the agent, evaluate: one task, never raising (failures become skipped/error outcomes)."""
+def step_budget(settings: EvalSettings, task: Task, policy) -> int:
+    """--max-steps when given, else the task file's own max_steps, else the default; the oracle always gets as many
+    steps as it has replies."""
+    from agent.loop import DEFAULT_MAX_STEPS
+
+    budget = settings.max_steps or task.max_steps or DEFAULT_MAX_STEPS
+    if settings.agent == "oracle":
+        budget = max(budget, len(policy.responses))
+    return budget
+
+
+def run_task(bench: Workbench, task: Task, task_dir: Path, on_step=None) -> TaskOutcome:
+    """Reset, run the agent, evaluate: one task, never raising (failures become skipped/error outcomes).
+    `on_step(StepRecord)` is called after every model turn."""
     from agent.loop import AgentConfig, run_episode
+    from agent.report import write_report
     from agent.trajectory import RunHeader
     from environments.browser import runs_in_browser, start_on_sites
 
@@ -214,10 +249,8 @@ def run_task(bench: Workbench, task: Task, task_dir: Path) -> TaskOutcome:
     except ValueError as e:  # an unreadable oracle file
         return done("error", f"oracle: {e}")
     try:
-        max_steps = s.max_steps
-        if s.agent == "oracle":  # the oracle needs as many steps as it has replies, whatever the budget
-            max_steps = max(max_steps, len(policy.responses))
-        config = AgentConfig(max_steps=max_steps, prompt_profile=s.prompt_profile, coord_divisor=s.coord_divisor)
+        config = AgentConfig(max_steps=step_budget(s, task, policy), prompt_profile=s.prompt_profile,
+                             coord_divisor=s.coord_divisor)
         env = bench.environment(task)
         sites_used = uses_sites(task.model_dump(mode="json"))
         if sites_used:  # desktop tasks too may name the bundled sites: this worker's server serves them
@@ -236,7 +269,7 @@ def run_task(bench: Workbench, task: Task, task_dir: Path) -> TaskOutcome:
                        bundled_sites_base=bench.sites.url if sites_used else None)
     try:
         episode = run_episode(env, policy, task.instruction, first_obs, config=config, out_dir=task_dir,
-                              header=header)
+                              header=header, on_step=on_step)
     except Exception as e:  # noqa: BLE001
         return done("error", f"agent: {type(e).__name__}: {e}")
     outcome["steps"] = episode.steps
@@ -248,6 +281,7 @@ def run_task(bench: Workbench, task: Task, task_dir: Path) -> TaskOutcome:
     except Exception as e:  # noqa: BLE001 - an evaluator crash is never a pass
         return done("error", f"evaluator: {type(e).__name__}: {e}")
     (task_dir / EVAL_FILE).write_text(result.model_dump_json(indent=2))
+    write_report(task_dir)   # again, now with the evaluator's verdict
     if result.status != "scored":
         return done(result.status, result.reason)
     (task_dir / RESULT_FILE).write_text(f"{result.score}\n")
@@ -263,8 +297,9 @@ def _term_when_parent_dies() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _worker(settings: EvalSettings, jobs, results) -> None:
-    """Worker process: run (task, dir) jobs until the None sentinel, one Workbench for all of them."""
+def _worker(settings: EvalSettings, jobs, results, worker: int = 0) -> None:
+    """Worker process: run (task, dir) jobs until the None sentinel, one Workbench for all of them. Besides each
+    task's outcome it reports every step ({"worker", "task", "step"}) for the parent's progress display."""
     # SIGTERM from the parent (an interrupted run) unwinds like an exception, so the displays and
     # browsers this worker started are closed rather than orphaned.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
@@ -278,14 +313,20 @@ def _worker(settings: EvalSettings, jobs, results) -> None:
             task_json, domain, path, task_dir = job
             task = Task.model_validate(task_json).model_copy(
                 update={"domain": domain, "path": Path(path) if path else None})
+            name = f"{domain}/{task.id}" if domain else task.id
+            results.put({"worker": worker, "task": name, "step": 0})
+
+            def on_step(rec, name=name) -> None:
+                results.put({"worker": worker, "task": name, "step": rec.step_num})
+
             try:
-                outcome = run_task(bench, task, Path(task_dir))
+                outcome = run_task(bench, task, Path(task_dir), on_step)
             except AgentUnavailable as e:
                 results.put({"fatal": str(e)})
                 break
             except Exception as e:  # noqa: BLE001 - run_task reports its own failures; this is a bug net
                 outcome = TaskOutcome(id=task.id, domain=domain, status="error", reason=f"{type(e).__name__}: {e}")
-            results.put(outcome.model_dump())
+            results.put({**outcome.model_dump(), "worker": worker})
     finally:
         bench.close()
 
@@ -369,12 +410,8 @@ def _stop(workers: list, wait_s: float) -> None:
 def run_suite(tasks: list[Task], out_dir: str | os.PathLike, settings: EvalSettings, parallel: int = 1,
               log=print) -> list[dict]:
     """Run `tasks` into `out_dir` (resuming a previous run there); returns the summary's task entries."""
-    if settings.agent not in AGENTS:
-        raise ValueError(f"unknown agent {settings.agent!r}; choose one of {', '.join(AGENTS)}")
-    if parallel < 1:
-        raise ValueError(f"--parallel must be at least 1, got {parallel}")
-    if settings.max_steps < 1:
-        raise ValueError(f"--max-steps must be at least 1, got {settings.max_steps}")
+    settings.check(parallel)
+    settings.check_agent()
     seen: set[tuple[str, str]] = set()
     for t in tasks:
         key = _task_key(t.domain, t.id)
@@ -395,7 +432,7 @@ def run_suite(tasks: list[Task], out_dir: str | os.PathLike, settings: EvalSetti
     todo = [t for t in tasks if _task_key(t.domain, t.id) not in done_keys]
     if previous:
         log(f"resuming in {out}: {len(tasks) - len(todo)} task(s) already done, {len(todo)} to run")
-    write_summary(out, run_info, entries)
+    # summary.json is (re)written once a task finishes: a run that ends before that leaves the folder as it was
 
     for t in todo:  # a half-written task folder from an interrupted run starts over
         d = out / (t.domain or "") / t.id
@@ -411,31 +448,45 @@ def run_suite(tasks: list[Task], out_dir: str | os.PathLike, settings: EvalSetti
     n_workers = min(parallel, len(todo))
     for _ in range(n_workers):
         jobs.put(None)
-    workers = [ctx.Process(target=_worker, args=(settings, jobs, results), daemon=True) for _ in range(n_workers)]
+    workers = [ctx.Process(target=_worker, args=(settings, jobs, results, i + 1), daemon=True)
+               for i in range(n_workers)]
     for w in workers:
         w.start()
+    progress = EvalProgress(total, n_done, log)
     try:
         remaining = len(todo)
         while remaining:
             try:
                 entry = results.get(timeout=5)
             except queue.Empty:
+                progress.tick()
                 if not any(w.is_alive() for w in workers):
-                    raise RuntimeError("all eval workers exited before finishing their tasks") from None
+                    codes = ", ".join(str(w.exitcode) for w in workers)
+                    raise ChildProcessError(f"the eval workers exited (exit codes {codes}) with {remaining} task(s) "
+                                            f"unfinished; finished tasks are in {out / SUMMARY_FILE}, and running "
+                                            "again into the same --out resumes") from None
                 continue
             if "fatal" in entry:  # e.g. the model is not there: one message, and no task is marked done
-                raise ValueError(f"agent {settings.agent}: {entry['fatal']}")
+                raise AgentUnavailable(entry["fatal"])
+            worker = entry.pop("worker")
+            if "step" in entry:
+                progress.step(worker, entry["task"], entry["step"])
+                continue
             remaining -= 1
-            n_done += 1
             entries.append(entry)
             write_summary(out, run_info, entries)
             score = f"score {entry['score']:.2f}" if entry["status"] == "scored" else entry["status"]
             why = f" ({entry['reason']})" if entry["status"] != "scored" and entry["reason"] else ""
-            log(f"[{n_done}/{total}] {entry['domain']}/{entry['id']}: {score}, {entry['steps']} steps, "
-                f"{entry['seconds']:.1f} s{why}")
+            progress.task_done(worker, f"[{progress.done + 1}/{total}] {entry['domain']}/{entry['id']}: {score}, "
+                                       f"{entry['steps']} steps, {entry['seconds']:.1f} s{why}")
+    except AgentUnavailable as e:  # every worker will find the same: let them close their displays and exit
+        _stop(workers, wait_s=30)
+        raise ValueError(f"agent {settings.agent}: {e}") from None
     except BaseException:  # interrupted: finished tasks are already in summary.json
         _stop(workers, wait_s=0)
         raise
+    finally:
+        progress.close()
     _stop(workers, wait_s=60)
     order = {_task_key(t.domain, t.id): i for i, t in enumerate(tasks)}
     entries.sort(key=lambda e: order.get(_task_key(e["domain"], e["id"]), len(order)))

@@ -104,6 +104,9 @@ class Task(BaseModel):
     proxy: bool = False
     fixed_ip: bool = False
     possibility_of_env_change: str | None = None
+    # Ours (OSWorld's runner takes one budget for all tasks): this task's step budget, used when eval gets no
+    # --max-steps.
+    max_steps: int | None = Field(default=None, ge=1)
     # Where the task came from (not part of the JSON): the domain folder it was loaded under.
     domain: str | None = Field(default=None, exclude=True)
     path: Path | None = Field(default=None, exclude=True)

@@ -1,5 +1,9 @@
-"""`qvl-agent generate` (answer a prompt about images with the embedded runtime) and `qvl-agent bench`
-(runtime vs transformers speed, benchmarks/bench_runtime.py)."""
+"""`qvl-agent generate` (answer a prompt about images with the embedded runtime), `qvl-agent bench` (runtime vs
+transformers speed, benchmarks/bench_runtime.py), `qvl-agent quantize` (model/quantize.py) and `qvl-agent download`
+(a Hub checkpoint into the local cache).
+
+Only argparse runs at import: torch and the runtime are imported by the handlers, so `qvl-agent --help` is fast and a
+bad flag is refused before anything heavy loads."""
 
 from __future__ import annotations
 
@@ -10,7 +14,11 @@ import sys
 import time
 from pathlib import Path
 
+from model.config import DEFAULT_MODEL
+
 DTYPE_NAMES = ("bfloat16", "float16", "float32")
+# What the runtime reads from a checkpoint repository (the Hub repos also hold README, images, .gguf, ...).
+DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.jinja", "*.model", "*.tiktoken"]
 
 
 def register(subparsers) -> None:
@@ -33,6 +41,28 @@ def register(subparsers) -> None:
                      help="tensor-parallel size: shard the model over N processes (N GPUs from --device on CUDA; "
                           "default 1, or WORLD_SIZE under torchrun)")
     gen.set_defaults(func=run_generate)
+
+    quant = subparsers.add_parser(
+        "quantize", help="write an FP8 (128x128 block) copy of a bf16/fp32 Qwen3-VL checkpoint",
+        description="Quantize the text decoder's linear weights (attention, MLP, MoE experts) of a Qwen3-VL "
+                    "safetensors checkpoint to FP8 e4m3 with one scale per 128x128 block, in the format of the "
+                    "official Qwen3-VL -FP8 releases. Vision tower, embeddings, lm_head, norms and MoE routers "
+                    "stay in bfloat16.")
+    quant.add_argument("src", metavar="SRC", help="checkpoint folder (or a Hub id in the local cache)")
+    quant.add_argument("dst", metavar="DST", help="output folder (must not exist, or be empty)")
+    quant.add_argument("--fp8", action="store_true",
+                       help="fine-grained FP8 (e4m3, 128x128 weight blocks, dynamic activations)")
+    quant.add_argument("--max-shard-size", default="4GB",
+                       help="largest output shard, e.g. 4GB or 500MB (default: 4GB)")
+    quant.set_defaults(func=run_quantize)
+
+    down = subparsers.add_parser(
+        "download", help="download a checkpoint from the Hugging Face Hub into the local cache",
+        description="Download a model repository (config, tokenizer, safetensors weights) into the local Hugging "
+                    "Face cache, where --model REPO_ID finds it afterwards. Resumes an interrupted download.")
+    down.add_argument("repo_id", nargs="?", default=DEFAULT_MODEL, help=f"Hub repo id (default {DEFAULT_MODEL})")
+    down.add_argument("--revision", default=None, help="branch, tag or commit (default: main)")
+    down.set_defaults(func=run_download)
 
     bench = subparsers.add_parser("bench", help="prefill/decode speed: embedded runtime vs transformers",
                                   description=(
@@ -79,15 +109,10 @@ def _device(name: str | None):
     return device
 
 
-def _progress_line(done: int, total: int) -> None:
-    if done == total or (done * 20) // total != ((done - 1) * 20) // total:   # every 5%
-        sys.stderr.write(f"\r  weights {done}/{total}" + ("\n" if done == total else ""))
-        sys.stderr.flush()
-
-
 def run_generate(args: argparse.Namespace) -> int:
     import torch
 
+    from agent.progress import LoadProgress
     from model import Qwen3VL
     from model.preprocess import load_image
 
@@ -105,8 +130,7 @@ def run_generate(args: argparse.Namespace) -> int:
     print(f"loading {args.model} ({args.dtype}, {device}{tp}) ...", file=sys.stderr)
     t0 = time.perf_counter()
     model = Qwen3VL.from_pretrained(args.model, dtype=getattr(torch, args.dtype), device=device,
-                                    progress=_progress_line if sys.stderr.isatty() else None,
-                                    tensor_parallel_size=args.tp)
+                                    progress=LoadProgress(), tensor_parallel_size=args.tp)
     try:
         return _answer(args, model, images, time.perf_counter() - t0)
     finally:
@@ -116,6 +140,8 @@ def run_generate(args: argparse.Namespace) -> int:
 def _answer(args: argparse.Namespace, model, images: list, load_s: float) -> int:
     import torch
 
+    from agent.progress import StepProgress
+
     pre = model.preprocessor
 
     content = [{"type": "image", "image": im} for im in images] + [{"type": "text", "text": args.prompt}]
@@ -123,6 +149,7 @@ def _answer(args: argparse.Namespace, model, images: list, load_s: float) -> int
     stop = set(model.eos_token_ids) | {model.config.pad_token_id}
     printed: list[int] = []
     shown = ""
+    status = StepProgress()   # --json prints at the end: show the token count meanwhile
 
     def stream(token: torch.Tensor) -> None:
         nonlocal shown
@@ -130,15 +157,23 @@ def _answer(args: argparse.Namespace, model, images: list, load_s: float) -> int
         if tid in stop:
             return
         printed.append(tid)
+        if args.json:
+            status.tokens(len(printed))
+            return
         text = pre.decode(printed)
         if not text.endswith("\ufffd"):  # wait for the rest of a multi-byte character
             sys.stdout.write(text[len(shown):])
             sys.stdout.flush()
             shown = text
 
-    new_ids = model.generate(**{k: v for k, v in inputs.items()}, max_new_tokens=args.max_new_tokens,
-                             temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, seed=args.seed,
-                             stream=None if args.json else stream)
+    if args.json:
+        status.start()
+    try:
+        new_ids = model.generate(**{k: v for k, v in inputs.items()}, max_new_tokens=args.max_new_tokens,
+                                 temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, seed=args.seed,
+                                 stream=stream)
+    finally:
+        status.stop()
     ids = new_ids[0].tolist()
     answer = pre.decode([i for i in ids if i not in stop])
     t = model.timings
@@ -155,4 +190,37 @@ def _answer(args: argparse.Namespace, model, images: list, load_s: float) -> int
         sys.stdout.write(answer[len(shown):] + "\n")
         decode = f", decode {t['decode_steps'] / t['decode_s']:.1f} tok/s" if t["decode_s"] > 0 else ""
         print(f"[load {load_s:.1f}s, prefill {t['prefill_s'] * 1e3:.0f} ms{decode}]", file=sys.stderr)
+    return 0
+
+
+def run_quantize(args: argparse.Namespace) -> int:
+    if not args.fp8:
+        raise ValueError("choose the target format: --fp8 (fine-grained FP8, 128x128 blocks) is the only one")
+    from model.quantize import parse_size, quantize_checkpoint
+
+    max_bytes = parse_size(args.max_shard_size)
+    quantize_checkpoint(args.src, args.dst, max_bytes, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    return 0
+
+
+def run_download(args: argparse.Namespace) -> int:
+    from model.loader import REPO_ID
+
+    if not REPO_ID.match(args.repo_id):
+        raise ValueError(f"{args.repo_id!r} is not a Hub repo id such as {DEFAULT_MODEL}")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+
+    print(f"downloading {args.repo_id} into the Hugging Face cache ...", file=sys.stderr, flush=True)
+    try:  # huggingface_hub shows one progress bar per file (tqdm; plain lines when stderr is not a terminal)
+        path = snapshot_download(args.repo_id, revision=args.revision, allow_patterns=DOWNLOAD_PATTERNS)
+    except RepositoryNotFoundError:
+        raise ValueError(f"{args.repo_id}: no such model on the Hugging Face Hub (or it is gated: "
+                         "log in with `hf auth login`)") from None
+    except RevisionNotFoundError:
+        raise ValueError(f"{args.repo_id}: no revision {args.revision!r}") from None
+    except (HfHubHTTPError, OSError) as e:  # offline, DNS, proxy, disk full
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConnectionError(f"cannot download {args.repo_id}: {first}") from None
+    print(path)
     return 0

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+DEFAULT_MODEL = "Qwen/Qwen3-VL-2B-Instruct"   # what `run`, `eval` and `download` use when no --model is given
+
 DENSE_ARCHITECTURE = "Qwen3VLForConditionalGeneration"
 MOE_ARCHITECTURE = "Qwen3VLMoeForConditionalGeneration"
 SUPPORTED_ARCHITECTURES = (DENSE_ARCHITECTURE, MOE_ARCHITECTURE)

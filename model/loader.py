@@ -55,7 +55,7 @@ def resolve_model_path(path_or_repo_id: str | Path, what: str = "model") -> Path
     except (LocalEntryNotFoundError, FileNotFoundError, OSError):
         raise FileNotFoundError(
             f"{name}: not a local folder, and this model is not in the local Hugging Face cache; "
-            f"get it with `huggingface-cli download {name}` (or pass the path of a model folder)") from None
+            f"get it with `qvl-agent download {name}` (or pass the path of a model folder)") from None
 
 
 def safetensors_files(folder: Path) -> list[Path]:

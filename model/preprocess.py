@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import jinja2
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 IMAGE_PAD = "<|image_pad|>"
 VIDEO_PAD = "<|video_pad|>"
@@ -113,7 +113,10 @@ def _describe(image: Any) -> str:
 
 
 def _open_bytes(data: bytes) -> Image.Image:
-    image = Image.open(io.BytesIO(data))
+    try:
+        image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:   # its message names the BytesIO object, which tells a user nothing
+        raise ValueError("not an image format Pillow can read (PNG, JPEG, WebP, GIF, BMP, TIFF ...)") from None
     image.load()  # decode now so truncated/corrupt data fails here, not later
     return image
 

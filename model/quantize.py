@@ -13,7 +13,6 @@ shard into a temporary folder next to DST, renamed to DST only when complete.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -270,25 +269,3 @@ def quantize_checkpoint(src: str, dst: str, max_shard_bytes: int = 4 * 10**9, lo
     log(f"wrote {dst_dir} ({total / 1e9:.2f} GB) in {time.time() - t0:.0f}s; quantized linear weights + scales "
         f"{fp8_bytes / 1e6:.1f} MB vs {bf16_bytes / 1e6:.1f} MB in bf16 (ratio {summary['memory_ratio']:.3f})")
     return summary
-
-
-def _run(args: argparse.Namespace) -> int:
-    if not args.fp8:
-        raise ValueError("choose the target format: --fp8 (fine-grained FP8, 128x128 blocks) is the only one")
-    quantize_checkpoint(args.src, args.dst, parse_size(args.max_shard_size),
-                        log=lambda msg: print(msg, file=sys.stderr, flush=True))
-    return 0
-
-
-def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "quantize", help="write an FP8 (128x128 block) copy of a bf16/fp32 Qwen3-VL checkpoint",
-        description="Quantize the text decoder's linear weights (attention, MLP, MoE experts) of a Qwen3-VL "
-                    "safetensors checkpoint to FP8 e4m3 with one scale per 128x128 block, in the format of the "
-                    "official Qwen3-VL -FP8 releases. Vision tower, embeddings, lm_head, norms and MoE routers "
-                    "stay in bfloat16.")
-    p.add_argument("src", metavar="SRC", help="checkpoint folder (or a Hub id in the local cache)")
-    p.add_argument("dst", metavar="DST", help="output folder (must not exist, or be empty)")
-    p.add_argument("--fp8", action="store_true", help="fine-grained FP8 (e4m3, 128x128 weight blocks, dynamic activations)")
-    p.add_argument("--max-shard-size", default="4GB", help="largest output shard, e.g. 4GB or 500MB (default: 4GB)")
-    p.set_defaults(func=_run)

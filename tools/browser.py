@@ -26,7 +26,21 @@ from agent.actions import Action, ActionOutcome
 from tools.base import CLICKS, ScreenGeometry, require_target, run_without_device, type_text, wheel_notches
 from tools.keys import parse_chord, playwright_key
 
-CHROMIUM = "/usr/bin/chromium"
+def find_chromium() -> str:
+    """$QVL_CHROMIUM, else Debian's chromium, else a Chromium that `playwright install chromium` downloaded (Ubuntu
+    ships chromium as a snap, which Playwright cannot drive). The Debian path when none is there, for the error."""
+    import glob
+
+    if os.environ.get("QVL_CHROMIUM"):
+        return os.environ["QVL_CHROMIUM"]
+    if Path("/usr/bin/chromium").exists():
+        return "/usr/bin/chromium"
+    cache = os.environ.get("PLAYWRIGHT_BROWSERS_PATH") or str(Path.home() / ".cache" / "ms-playwright")
+    found = sorted(glob.glob(os.path.join(cache, "chromium-*", "chrome-linux*", "chrome")))
+    return found[-1] if found else "/usr/bin/chromium"
+
+
+CHROMIUM = find_chromium()
 CHROMIUM_ARGS = (
     "--no-sandbox",
     "--disable-gpu",
@@ -162,7 +176,8 @@ class BrowserExecutor:
     ) -> "BrowserExecutor":
         """Start Debian chromium and return an executor that owns it (close() stops it)."""
         if not Path(CHROMIUM).exists():
-            raise FileNotFoundError(f"{CHROMIUM} is missing (apt-get install chromium)")
+            raise FileNotFoundError(f"{CHROMIUM} is missing: apt-get install chromium (Debian), or "
+                                    "python3 -m playwright install --with-deps chromium (Ubuntu and others)")
         args = list(CHROMIUM_ARGS)
         if cdp_port is not None:
             args.append(f"--remote-debugging-port={int(cdp_port)}")

@@ -81,7 +81,7 @@ def _load_pyautogui(display: str | None) -> Any:
     elif "pyautogui" in sys.modules:
         import pyautogui
     else:
-        _check_display(requested)
+        check_display(requested)
         previous = os.environ.get("DISPLAY")
         os.environ["DISPLAY"] = requested
         try:
@@ -108,7 +108,8 @@ def _load_pyautogui(display: str | None) -> Any:
     return pyautogui
 
 
-def _check_display(display: str) -> None:
+def check_display(display: str) -> None:
+    """ValueError naming the display when no X server answers there."""
     from Xlib import display as xdisplay
     from Xlib import error as xerror
 

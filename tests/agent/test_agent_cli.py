@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -18,6 +21,7 @@ from agent.trajectory import load_header, load_steps
 pytestmark = pytest.mark.browser
 
 W, H = 1280, 800  # BrowserEnvironment's default viewport
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +106,11 @@ def test_run_with_script_completes_the_contact_form(recorded_run, centres, capsy
     assert header.env_kind == "browser" and header.bundled_sites_base and header.start_url.endswith("/")
     assert json.loads((out / "result.json").read_text())["status"] == "success"
     report = (out / "report.html").read_text()
-    assert report.count("data:image/png;base64,") == 10 and "Bonjour, ça marche !" in report
+    assert "Bonjour, ça marche !" in report and "data:image" not in report   # images are files, not base64
+    thumbs = re.findall(r"src='(report_files/step_\d+\.jpg)'", report)
+    assert len(thumbs) == 10 and all((out / t).read_bytes()[:3] == b"\xff\xd8\xff" for t in thumbs)   # JPEG
+    assert report.count("<li><a href='#step-") == 10                       # the step index at the top
+    assert len(report.encode()) < 30_000
     # progress per step, then the result
     lines = printed.out.splitlines()
     assert sum(line.startswith("step ") for line in lines) == 10
@@ -124,6 +132,92 @@ def test_replay_reexecutes_the_recorded_run(recorded_run, capsys, tmp_path):
     assert load_header(tmp_path / "replay").model_extra["replay_of"] == str(out)
 
 
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(f.relative_to(folder)): f.read_bytes() for f in sorted(folder.rglob("*")) if f.is_file()}
+
+
+def test_run_and_replay_refuse_an_existing_out_and_change_nothing_there(recorded_run, capsys):
+    _, script_file, out = recorded_run
+    if not (out / "traj.jsonl").exists():
+        pytest.fail("the recorded run is missing: run the whole module")
+    before = _files(out)
+    assert contact_entries(out)   # the recorded submission, which a reset of the sites would wipe
+    for argv in (["run", "again", "--script", str(script_file), "--out", str(out)], ["replay", str(out), "--out", str(out)]):
+        assert main(argv) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"error: --out {out} already holds a run; nothing was changed there, choose another folder"]
+    assert _files(out) == before
+
+
+def _start_run(tmp_path: Path, name: str, steps: int) -> tuple[subprocess.Popen, Path]:
+    """`qvl-agent run` in its own process, with a script of slow steps (2 s waits) so it can be killed midway; the
+    pointer moves between waits, so the loop detector does not end the run early."""
+    script = tmp_path / f"{name}.json"
+    slow = [call({"action": "wait", "time": 2}) if i % 2 else call({"action": "mouse_move", "coordinate": [10 * i, 500]})
+            for i in range(steps)]
+    script.write_text(json.dumps(slow + [call({"action": "terminate", "status": "success"})]))
+    out = tmp_path / name
+    proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "wait a while", "--script", str(script),
+                             "--out", str(out)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return proc, out
+
+
+def _wait_for_steps(proc: subprocess.Popen, out: Path, n: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not ((out / "traj.jsonl").exists() and len((out / "traj.jsonl").read_text().splitlines()) >= n):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"the run did not record {n} steps: {proc.communicate()[1][-2000:]}")
+        time.sleep(0.1)
+
+
+def test_sigterm_ends_a_run_like_ctrl_c_with_result_and_report(tmp_path, chromium_path):
+    proc, out = _start_run(tmp_path, "term", steps=30)
+    _wait_for_steps(proc, out, 2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert err.strip().splitlines()[-1] == "terminated"
+    result = json.loads((out / "result.json").read_text())
+    assert result["status"] == "error" and result["error"] == "interrupted" and 2 <= result["steps"] < 30
+    report = (out / "report.html").read_text()
+    assert report.count("<li><a href='#step-") == len(load_steps(out)) >= 2
+
+
+def test_report_rebuilds_a_killed_run_and_skips_a_torn_screenshot(tmp_path, chromium_path, capsys):
+    proc, out = _start_run(tmp_path, "killed", steps=30)
+    _wait_for_steps(proc, out, 3)
+    proc.kill()
+    proc.wait(30)
+    assert not (out / "result.json").exists() and not (out / "report.html").exists()
+    steps = load_steps(out)
+    torn = out / steps[-1].screenshot_file
+    torn.write_bytes(torn.read_bytes()[:100])   # a screenshot cut short by the kill
+    assert main(["report", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == (f"{out / 'report.html'}: {len(steps)} step(s); the run has no "
+                                                "result.json (it was killed)")
+    report = (out / "report.html").read_text()
+    assert report.count("<li><a href='#step-") == len(steps)
+    assert report.count("src='report_files/step_") == len(steps) - 1 and "(screenshot unreadable)" in report
+    assert "none recorded" in report
+
+
+def test_help_lists_every_command_without_importing_the_runtime():
+    """`qvl-agent --help` and a bad flag are answered before torch (seconds to import) is loaded."""
+    probe = ("import sys; from agent.cli import main\n"
+             "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+             "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')")
+    for argv in (["--help"], ["generate", "--model", "m", "--prompt", "p", "--bogus"], ["eval", "--profile", "x"]):
+        done = subprocess.run([sys.executable, "-c", probe, *argv], cwd=REPO, capture_output=True, text=True,
+                              timeout=120)
+        assert done.stdout.strip().splitlines()[-1] == "NO-TORCH", (argv, done.stdout, done.stderr)
+    listed = subprocess.run([sys.executable, "-m", "agent.cli", "--help"], cwd=REPO, capture_output=True, text=True,
+                            timeout=120).stdout
+    from agent.cli import COMMANDS
+
+    assert all(re.search(rf"^\s+{name}\s", listed, re.M) for name in COMMANDS), listed
+
+
 def test_unreachable_server_gives_one_line_error(capsys, tmp_path, chromium_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -133,6 +227,15 @@ def test_unreachable_server_gives_one_line_error(capsys, tmp_path, chromium_path
     assert rc == 1
     assert len(err) == 1 and err[0].startswith(f"error: cannot reach the model server at http://127.0.0.1:{port}/v1")
     assert json.loads((tmp_path / "r" / "result.json").read_text())["status"] == "error"
+
+
+def test_desktop_run_on_a_display_nobody_serves_is_one_line(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("DISPLAY", ":1999")
+    script = tmp_path / "s.json"
+    script.write_text(json.dumps([call({"action": "terminate", "status": "success"})]))
+    assert main(["run", "x", "--env", "desktop", "--script", str(script), "--out", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: cannot open X display :1999") and "internal" not in err[0]
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -157,12 +260,11 @@ def test_run_on_the_desktop_types_into_a_terminal(x_display, tmp_path, capsys):
                             env={**os.environ, "DISPLAY": x_display},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 10
-        while subprocess.run(["wmctrl", "-l"], capture_output=True, text=True,
-                             env={**os.environ, "DISPLAY": x_display}).stdout.find("agent-test") < 0:
-            if time.time() > deadline:
-                pytest.fail("xterm did not map")
-            time.sleep(0.1)
+        try:  # xdotool --sync waits for the window to be mapped; a loaded machine may take long to start xterm
+            subprocess.run(["xdotool", "search", "--sync", "--onlyvisible", "--name", "agent-test"], check=True,
+                           env={**os.environ, "DISPLAY": x_display}, stdout=subprocess.DEVNULL, timeout=120)
+        except subprocess.TimeoutExpired:
+            pytest.fail("xterm did not map within 120 s")
         script = [
             call({"action": "left_click", "coordinate": [200, 200]}, "Focus the terminal."),
             call({"action": "type", "text": f"echo agent-was-here > {marker}"}),

@@ -109,7 +109,11 @@ def test_run_records_trajectory_screenshots_and_report(tmp_path):
     assert header.instruction == "save the file" and header.profile == "qwen" and header.policy == "scripted"
     assert json.loads((out / "result.json").read_text())["status"] == "success"
     report = (out / "report.html").read_text()
-    assert report.count("data:image/png;base64,") == 4
+    thumbs = [out / "report_files" / f"step_{r.step_num}.jpg" for r in recs]
+    assert report.count("src='report_files/step_") == 4 and "data:image" not in report
+    for r, thumb in zip(recs, thumbs):   # the annotated copy of the screenshot the model saw, at its size
+        with Image.open(thumb) as im, Image.open(out / r.screenshot_file) as shot:
+            assert im.format == "JPEG" and im.size == shot.size
     assert "h&eacute;llo" in report or "héllo" in report
     assert "&lt;b&gt;" in report and "<b>\"" not in report  # model text is escaped
 

@@ -168,6 +168,6 @@ def test_hub_id_not_in_cache_says_how_to_get_it(tmp_path, monkeypatch):
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
-    with pytest.raises(FileNotFoundError, match="not in the local Hugging Face cache.*huggingface-cli download "
+    with pytest.raises(FileNotFoundError, match="not in the local Hugging Face cache.*qvl-agent download "
                                                 "Qwen/Qwen3-VL-2B-Instruct"):
         Qwen3VL.from_pretrained("Qwen/Qwen3-VL-2B-Instruct")

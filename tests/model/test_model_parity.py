@@ -15,11 +15,11 @@ import torch
 from PIL import Image
 
 import tiny_checkpoints
+from tiny_checkpoints import FP32_LOGIT_TOL
 from tiny_tokenizer import build_processor
 
 from model import Qwen3VL
 
-LOGIT_TOL = 1e-4
 NEW_TOKENS = 32
 IMAGE_ID, VIDEO_ID = 151655, 151656
 
@@ -109,7 +109,7 @@ def test_fp32_logits_and_greedy_match_transformers(kind, case, tmp_path_factory,
     delta = (got - expected).abs().max().item()
     record_property(f"max_abs_logit_delta_{kind}_{case}", delta)
     print(f"\n[{kind}/{case}] fp32 logits max|Δ| = {delta:.2e} (|logits| max {expected.abs().max():.1f})")
-    assert delta <= LOGIT_TOL
+    assert delta <= FP32_LOGIT_TOL
 
     want = hf_generate(ref, inputs)
     new_ids = ours.generate(**inputs, max_new_tokens=NEW_TOKENS, temperature=0.0)
@@ -143,7 +143,7 @@ def test_left_padded_batch_equals_each_prompt_alone(kind, tmp_path_factory, reco
         delta = max(delta, (got[row, L - lengths[row]:] - expected).abs().max().item())
     record_property(f"max_abs_logit_delta_batch_{kind}", delta)
     print(f"\n[{kind}/batch] fp32 logits max|Δ| vs each prompt alone = {delta:.2e}")
-    assert delta <= LOGIT_TOL
+    assert delta <= FP32_LOGIT_TOL
 
     new_ids = ours.generate(**batch, max_new_tokens=NEW_TOKENS)
     for row, single in enumerate(alone):
@@ -199,7 +199,7 @@ def test_moe_checkpoint_matches_transformers(tmp_path_factory, record_property):
         scale = expected.abs().max().item()
         record_property(f"max_abs_logit_delta_moe_{case}", delta)
         print(f"\n[moe/{case}] fp32 logits max|Δ| = {delta:.2e} (|logits| max {scale:.1f})")
-        assert delta <= 5 * LOGIT_TOL
+        assert delta <= 5 * FP32_LOGIT_TOL
         want = hf_generate(ref, inputs)[:, :16]
         assert torch.equal(ours.generate(**inputs, max_new_tokens=16), want)
 

@@ -1,5 +1,5 @@
 """Tensor parallelism end to end on CPU (gloo, 2 ranks): `Qwen3VL.from_pretrained(path, tensor_parallel_size=2)`
-starts its worker itself and gives the TP=1 logits (float32, within 1e-5) and greedy tokens, for dense and MoE,
+starts its worker itself and gives the TP=1 logits (float32, within fp32 reduction-order rounding) and the same greedy tokens, for dense and MoE,
 bf16 and FP8 checkpoints; torchrun and `qvl-agent generate --tp 2` too. Wrong setups end with one clear error and
 no process left behind, also when a worker dies or the parent is killed."""
 
@@ -23,6 +23,7 @@ from PIL import Image
 from agent.cli import main as cli_main
 from model import Qwen3VL
 from model.quant import Fp8Experts, Fp8Linear
+from tiny_checkpoints import FP32_LOGIT_TOL
 from tiny_tokenizer import build_processor
 
 REPO = Path(__file__).resolve().parents[2]
@@ -99,7 +100,7 @@ def test_tp2_equals_tp1(kind, fp8_models, no_leftover_processes, record_property
         delta = (got - want_logits).abs().max().item()
         record_property(f"tp2_{kind}_max_abs_logit_delta", delta)
         print(f"\n[{kind}] TP=2 vs TP=1 fp32 logits max|Δ| = {delta:.2e} (|logits| max {want_logits.abs().max():.1f})")
-        assert delta <= 1e-5
+        assert delta <= FP32_LOGIT_TOL   # o_proj/down_proj sum their halves on two ranks: another order
         streamed = []
         tokens = two.generate(**inputs, max_new_tokens=NEW_TOKENS, stream=lambda t: streamed.append(int(t[0])))
         assert torch.equal(tokens, want_tokens)
@@ -227,7 +228,7 @@ def test_under_torchrun(fp8_models, tmp_path):
     want_logits, want_tokens = one.logits(ids), one.generate(ids, max_new_tokens=16)
     for r in ranks:
         assert r["workers"] == [] and r["q_rows"] == 128 and r["left_group"]
-        assert (r["logits"] - want_logits).abs().max().item() <= 1e-5
+        assert (r["logits"] - want_logits).abs().max().item() <= FP32_LOGIT_TOL
         assert torch.equal(r["tokens"], want_tokens)
 
 

@@ -52,7 +52,8 @@ def test_bundled_suite_shape():
 def test_oracle_scores_one_everywhere_and_rerun_reruns_nothing(tmp_path, capsys):
     out = tmp_path / "oracle"
     t0 = time.time()
-    assert main(["eval", "--agent", "oracle", "--out", str(out)]) == 0
+    # two workers: most of a task's time is waiting (apps starting, pages settling), which overlaps well
+    assert main(["eval", "--agent", "oracle", "--parallel", "2", "--out", str(out)]) == 0
     seconds = time.time() - t0
     got = scores(out)
     assert len(got) == len(BUNDLED)
@@ -75,7 +76,7 @@ def test_oracle_scores_one_everywhere_and_rerun_reruns_nothing(tmp_path, capsys)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("agent,parallel", [("done", 1), ("fail", 2)])
+@pytest.mark.parametrize("agent,parallel", [("done", 2), ("fail", 2)])
 def test_sanity_agents(tmp_path, agent, parallel):
     out = tmp_path / agent
     assert main(["eval", "--agent", agent, "--parallel", str(parallel), "--out", str(out)]) == 0
@@ -119,7 +120,7 @@ def test_skipped_and_error_tasks_are_reported_never_passed(tmp_path, capsys):
     for task_id, spec in tasks.items():
         (folder / f"{task_id}.json").write_text(json.dumps(spec))
     out = tmp_path / "out"
-    assert main(["eval", str(folder.parent), "--agent", "done", "--out", str(out)]) == 0
+    assert main(["eval", str(folder.parent), "--agent", "done", "--out", str(out)]) == 1   # a task errored
     entries = {e["id"]: e for e in summary(out)["tasks"]}
     assert entries["unmirrored-download"]["status"] == "skipped"
     assert "download not available offline" in entries["unmirrored-download"]["reason"]
@@ -134,7 +135,7 @@ def test_skipped_and_error_tasks_are_reported_never_passed(tmp_path, capsys):
 
     # resuming keeps the scored task and tries the others again (a mirror or a fix may have come since)
     capsys.readouterr()
-    assert main(["eval", str(folder.parent), "--agent", "done", "--out", str(out)]) == 0
+    assert main(["eval", str(folder.parent), "--agent", "done", "--out", str(out)]) == 1
     assert "1 task(s) already done, 3 to run" in capsys.readouterr().out
     assert {e["id"]: e["status"] for e in summary(out)["tasks"]} == {i: e["status"] for i, e in entries.items()}
 
@@ -193,12 +194,55 @@ def test_missing_model_stops_the_run_with_one_line_and_missing_oracle_skips(tmp_
     assert main(["eval", str(one.path), "--agent", "embedded", "--model", str(tmp_path / "no-such-model"),
                  "--out", str(out)]) == 1
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: agent embedded: ") and "no-such-model" in err and "\n" not in err
-    assert summary(out)["tasks"] == []  # nothing counted as done: a rerun with the model runs everything
+    assert err == f"error: {tmp_path / 'no-such-model'}: no such model folder"   # refused before any worker starts
+    assert not out.exists()
 
     lone = tmp_path / "lone" / "t.json"
     lone.parent.mkdir()
     lone.write_text(one.path.read_text().replace(one.id, "t"))
-    assert main(["eval", str(lone), "--agent", "oracle", "--out", str(tmp_path / "o")]) == 0
+    assert main(["eval", str(lone), "--agent", "oracle", "--out", str(tmp_path / "o")]) == 3   # nothing scored
     [entry] = summary(tmp_path / "o")["tasks"]
     assert entry["status"] == "skipped" and "has no oracle trajectory" in entry["reason"]
+
+
+def test_model_that_fails_to_load_in_the_workers_is_one_line_and_leaves_no_summary(tmp_path):
+    """A folder that exists but holds no loadable checkpoint: the workers find out; the parent prints one line,
+    lets them exit (no traceback from a worker killed while exiting) and writes no empty summary.json."""
+    one = next(t for t in BUNDLED if t.id == "settings-two-factor-infeasible")
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    (broken / "config.json").write_text("{}")
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "agent.cli", "eval", str(one.path), "--agent", "embedded",
+                           "--model", str(broken), "--parallel", "2", "--out", str(out)], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    err = done.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: agent embedded: ") and "broken-model" in err[0], done.stderr
+    assert not (out / "summary.json").exists()
+
+
+def test_exit_codes_tell_scored_errored_and_all_skipped_apart(tmp_path):
+    """0: scored without errors (above); 1: some task errored (test_skipped_and_error_tasks...); 3: all skipped."""
+    folder = tmp_path / "tasks" / "odd"
+    folder.mkdir(parents=True)
+    (folder / "moon.json").write_text(json.dumps(_browser_task("moon", {
+        "func": "is_the_moon_full", "result": {"type": "vm_file", "path": "{SITE_STATE}", "dest": "s.json"}})))
+    assert main(["eval", str(folder), "--agent", "done", "--out", str(tmp_path / "out")]) == 3
+    assert summary(tmp_path / "out")["tasks"][0]["status"] == "skipped"
+
+
+def test_step_budget_is_the_flag_else_the_task_file_else_fifty():
+    from agent.loop import DEFAULT_MAX_STEPS
+    from agent.policies import ScriptedPolicy
+    from environments.suite import EvalSettings, step_budget
+    from environments.tasks import Task
+
+    flights = next(t for t in BUNDLED if t.domain == "flights")
+    oracle = ScriptedPolicy(load_oracle(flights))
+    assert DEFAULT_MAX_STEPS == 50 and 19 <= len(oracle.responses) < DEFAULT_MAX_STEPS   # the default fits the suite
+    own = Task.model_validate({**flights.model_dump(mode="json"), "max_steps": 7})
+    assert step_budget(EvalSettings(agent="done"), flights, None) == DEFAULT_MAX_STEPS
+    assert step_budget(EvalSettings(agent="done"), own, None) == 7
+    assert step_budget(EvalSettings(agent="done", max_steps=12), own, None) == 12
+    assert step_budget(EvalSettings(agent="oracle", max_steps=3), flights, oracle) == len(oracle.responses)

@@ -298,7 +298,7 @@ def test_chrome_open_and_close_tabs_then_reopen_scores_one(env, site):
             "config": launch + [{"type": "chrome_open_tabs", "parameters": {"urls_to_open": [a, b, c]}},
                                 {"type": "chrome_close_tabs", "parameters": {"urls_to_close": [c]}}],
             "evaluator": {"func": ["is_expected_tabs", "is_expected_active_tab"],
-                          "result": [{"type": "open_tabs_info"}, {"type": "active_tab_info"}],
+                          "result": [{"type": "open_tabs_info"}, {"type": "active_tab_info", "goto_prefix": "http://"}],
                           "expected": [{"type": "rule", "rules": {"type": "url", "urls": [a, b, c]}},
                                        {"type": "rule", "rules": {"type": "url", "url": c}}]}}
     obs = env.reset(task)
@@ -319,7 +319,7 @@ def test_chrome_open_and_close_tabs_then_reopen_scores_one(env, site):
             and time.time() < deadline:
         time.sleep(0.3)
     assert url == a
-    assert G.GETTERS["active_tab_info"](env.controller, {})["title"] == "Page a"
+    assert G.GETTERS["active_tab_info"](env.controller, {"goto_prefix": "http://"})["title"] == "Page a"
 
 
 def test_open_and_close_window_steps(env):

@@ -162,18 +162,24 @@ def test_exception_in_getter_or_metric_is_an_error_not_a_pass(ctl):
 
 def test_unknown_func_or_getter_is_skipped_unsupported(ctl):
     r = evaluate_task(task({"func": "compare_audios", "result": rule(1), "expected": rule(1)}), ctl, [])
-    assert (r.status, r.reason) == ("skipped", "unsupported: metric 'compare_audios'")
-    r = evaluate_task(task({"func": "exact_match", "result": {"type": "vm_wallpaper"},
+    assert r.status == "skipped" and r.reason.startswith("unsupported: metric 'compare_audios' (needs librosa")
+    r = evaluate_task(task({"func": "no_such_metric", "result": rule(1), "expected": rule(1)}), ctl, [])
+    assert (r.status, r.reason) == ("skipped", "unsupported: metric 'no_such_metric'")
+    r = evaluate_task(task({"func": "exact_match", "result": {"type": "googledrive_file"},
                             "expected": rule({"expected": "a"})}), ctl, [])
-    assert (r.status, r.reason) == ("skipped", "unsupported: getter 'vm_wallpaper'")
+    assert r.status == "skipped" and r.reason.startswith("unsupported: getter 'googledrive_file' (needs a Google")
+    r = evaluate_task(task({"func": "compare_table", "result": rule(1), "expected": rule(1),
+                            "options": {"rules": [{"type": "sheet_magic"}]}}), ctl, [])
+    assert (r.status, r.reason) == ("skipped", "unsupported: compare_table rule 'sheet_magic'")
     r = evaluate_task(task({"func": "", "result": {}, "expected": {}}), ctl, [])
     assert r.status == "skipped" and "no evaluator" in r.reason
 
 
 def test_unsupported_case_inside_a_metric_is_skipped(ctl):
-    t = task({"func": "is_expected_tabs", "result": rule([]), "expected": rule({"type": "title", "titles": []})})
+    t = task({"func": "is_expected_bookmarks", "result": rule({"bookmark_bar": {"children": []}}),
+              "expected": rule({"type": "other_folder_names", "names": []})})
     r = evaluate_task(t, ctl, [])
-    assert r.status == "skipped" and r.reason.startswith("unsupported: is_expected_tabs type")
+    assert r.status == "skipped" and r.reason.startswith("unsupported: is_expected_bookmarks type")
 
 
 def test_postconfig_runs_before_the_getters(ctl):
@@ -377,7 +383,12 @@ def test_chrome_profile_getters_read_the_sandbox_profile(ctl):
     assert G.GETTERS["enable_do_not_track"](ctl, {}) == "true"
     assert G.GETTERS["profile_name"](ctl, {}) == "Work"
     assert G.GETTERS["new_startup_page"](ctl, {}) == "true"
-    assert G.GETTERS["bookmarks"](ctl, {}) is None  # no Bookmarks file yet
+    assert G.GETTERS["bookmarks"](ctl, {}) == []  # no Bookmarks file yet (OSWorld's value)
+    del_session = {"profile": {"name": "Work"}}
+    prefs.write_text(json.dumps(del_session))
+    assert G.GETTERS["new_startup_page"](ctl, {}) == "true"  # no session key: a fresh profile
+    prefs.write_text("{not json")
+    assert G.GETTERS["new_startup_page"](ctl, {}) == "Google"  # OSWorld's fallback on any error
 
 
 def test_cookie_getter_with_is_cookie_deleted(ctl):
@@ -398,18 +409,25 @@ def test_cookie_getter_with_is_cookie_deleted(ctl):
     con.close()
     assert evaluate_task(t, ctl, []).score == 1.0
     db.unlink()
-    r = evaluate_task(t, ctl, [])  # no Cookies database at all: the getter's FileNotFoundError scores 0
-    assert (r.status, r.score) == ("scored", 0.0) and "file not found" in r.reason
+    r = evaluate_task(t, ctl, [])  # no Cookies database at all: the getter gives None, which scores 0
+    assert (r.status, r.score) == ("scored", 0.0) and r.details["metrics"][0]["result"] is None
 
 
 def test_installed_extensions_getter_with_its_metric(ctl):
-    ext = ctl.host_path("~/.config/google-chrome/Default/Extensions/abcdef/1.0_0")
-    ext.mkdir(parents=True)
-    (ext / "manifest.json").write_text(json.dumps({"name": "Zotero Connector", "version": "1.0"}))
+    # OSWorld reads the names from Preferences' extensions.settings (each with its manifest)
+    prefs = ctl.host_path("~/.config/google-chrome/Default/Preferences")
+    prefs.parent.mkdir(parents=True)
+
+    def installed(*names):
+        prefs.write_text(json.dumps({"extensions": {"settings": {
+            f"id{i}": {"path": f"/ext/{i}", "manifest": {"name": n}} for i, n in enumerate(names)}}}))
+
     t = task({"func": "is_expected_installed_extensions", "result": {"type": "find_installed_extension_name"},
               "expected": rule({"type": "list", "expected": ["Zotero Connector"]})})
+    installed("Zotero Connector", "uBlock")
     assert evaluate_task(t, ctl, []).score == 1.0
-    (ext / "manifest.json").write_text(json.dumps({"name": "Other", "version": "1.0"}))
+    assert G.GETTERS["find_unpacked_extension_path"](ctl, {}) == ["/ext/0", "/ext/1"]
+    installed("Other")
     assert evaluate_task(t, ctl, []).score == 0.0
 
 

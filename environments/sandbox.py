@@ -100,7 +100,9 @@ class Sandbox:
         self.env = {
             "HOME": HOME, "USER": USER, "LOGNAME": USER, "SHELL": "/bin/bash", "PATH": PATH,
             "LANG": "C.UTF-8", "XDG_RUNTIME_DIR": RUNTIME_DIR, "DBUS_SESSION_BUS_ADDRESS": SESSION_BUS,
-            "QVL_STATE_DIR": STATE_DIR, "GSETTINGS_BACKEND": "dconf",  # never GLib's silent in-memory one **({"TZ": os.environ["TZ"]} if "TZ" in os.environ else {}), **(env or {}),
+            "QVL_STATE_DIR": STATE_DIR,
+            "GSETTINGS_BACKEND": "dconf",  # never GLib's silent in-memory one: a missing backend is an error
+            **({"TZ": os.environ["TZ"]} if "TZ" in os.environ else {}), **(env or {}),
         }
         if xauthority is not None:
             self.env["XAUTHORITY"] = f"{ETC_DIR}/Xauthority"

@@ -148,6 +148,9 @@ def test_the_task_runs_as_uid_1000_in_a_real_home_user(env):
     visible = {Path(d).relative_to("/root").parts[0] for d in _python_dirs() if d.startswith("/root/")}
     assert set(env.controller.run(["ls", "-A", "/root"]).output.split()) == visible
     assert env.controller.run(["ls", "-A", "/home"]).output == "user\n"
+    # root on the host is not root in the task: VLC, which refuses to run as root, runs
+    r = env.controller.run(["vlc", "--intf", "dummy", "vlc://quit"], timeout=60)
+    assert r.returncode == 0 and "not supposed to be run as root" not in r.error, r.error[-500:]
     # the task sees only its own processes: its session, and no host process
     seen = set(_comms(env)) - {"ps"}
     assert {"Xvfb", "dbus-daemon", "openbox"} <= seen <= {"bwrap", "python3", "Xvfb", "dbus-daemon", "openbox"}
@@ -445,3 +448,52 @@ def test_real_os_tasks_scripted_through_env_step():
         "infeasible_fail": ["scored", 1.0], "infeasible_done": ["scored", 0.0],
         "terminal_solved": ["scored", 1.0], "terminal_nothing": ["scored", 0.0],
     }
+
+
+# The `type` action must give exactly the text in every app: LibreOffice takes a key released and pressed
+# again at once for auto-repeat and drops it ("Sheet2" -> "Shet2" with pyautogui.write), and pyautogui's
+# own key table types "<" as ">". Each app gets the same lines; what arrived is read back from the app.
+TYPING = textwrap.dedent("""
+    import json, sys, time
+    from agent.actions import Action
+    from environments.desktop import DesktopEnvironment
+
+    lines = json.loads(sys.argv[1])
+    out = {}
+    with DesktopEnvironment(settle_s=0, step_pause_s=0.1) as env:
+        c = env.controller
+        apps = {
+            "writer": (["libreoffice", "--writer"], "LibreOffice Writer"),
+            "terminal": (["qvl-terminal", "-e", "sh", "-c", "stty -echo; cat > ~/typed.txt"], "Terminal"),
+            "chromium": (["google-chrome", "data:text/html,<textarea autofocus cols=100 rows=30></textarea>"],
+                         "Chromium"),
+        }
+        for app, (command, title) in apps.items():
+            env.reset()
+            c.launch(command)
+            assert c.wait_for_window([title], 120), app
+            time.sleep(3)
+            env.step(Action(action="type", text="\\n".join(lines) + "\\n"))
+            time.sleep(1)
+            if app == "terminal":
+                out[app] = (env.home / "typed.txt").read_text()
+            else:
+                env.step(Action(action="key", keys=["ctrl", "a"]))
+                env.step(Action(action="key", keys=["ctrl", "c"]))
+                time.sleep(0.5)
+                out[app] = c.run(["xclip", "-o", "-selection", "clipboard"]).output
+    print(json.dumps(out))
+""")
+TYPED_LINES = ["Sheet2", "aabbccddee", "Mississippi 1100 bookkeeper", "Hello, World! (x+y)*2 = 100%",
+               "committee ~`<>?|", "AABB aabb 0011", "http://localhost:8080/a?b=c&d=e", "tt oo ll ss ee",
+               "Total: 3,300.00", "~/Documents/llama.txt", "e = mc**2; x == y", "café naïve – 日本語"]
+
+
+@pytest.mark.slow
+def test_type_is_exact_in_libreoffice_the_terminal_and_chromium():
+    p = subprocess.run([sys.executable, "-c", TYPING, json.dumps(TYPED_LINES)], cwd=REPO, capture_output=True,
+                       text=True, timeout=400)
+    assert p.returncode == 0, p.stderr[-3000:]
+    got = json.loads(p.stdout.strip().splitlines()[-1])
+    for app, text in got.items():
+        assert text.replace("\r", "").split("\n")[:len(TYPED_LINES)] == TYPED_LINES, app

@@ -78,9 +78,10 @@ class Sandbox:
     """One bubblewrap sandbox rooted at `root` (a folder the caller owns); see the module docstring.
 
     `home` is the host folder mounted at /home/user (default `root/home`); `shared` host folders appear
-    read-only at their own paths (the bundled sites' state, which the harness writes); `env` adds variables to the sandbox's environment (DISPLAY, ...); `shim_values` fills the
-    `@NAME@` fields of the shims; `x11` shares the host's /tmp/.X11-unix (an X server inside, or the
-    host's display); `xauthority` is a host cookie file the sandbox may read (a live display)."""
+    read-only at their own paths (the bundled sites' state, which the harness writes); `env` adds
+    variables to the sandbox's environment (DISPLAY, ...); `shim_values` fills the `@NAME@` fields of
+    the shims; `x11` shares the host's /tmp/.X11-unix (an X server inside, or the host's display);
+    `xauthority` is a host cookie file the sandbox may read (a live display)."""
 
     def __init__(self, root: Path, *, home: Path | None = None, env: dict[str, str] | None = None,
                  shim_values: dict[str, str] | None = None, x11: bool = False, xauthority: Path | None = None,
@@ -122,15 +123,14 @@ class Sandbox:
             dst.write_text(text)
             dst.chmod(0o755)
         (self._qvl / "server.py").write_text(SERVER.read_text())
-        etc = self.etc
         passwd = [line for line in _read_lines("/etc/passwd")
                   if line.split(":")[0] != USER and line.split(":")[2:3] != [str(UID)]]
-        (etc / "passwd").write_text("\n".join(passwd + [f"{USER}:x:{UID}:{GID}:{USER}:{HOME}:/bin/bash"]) + "\n")
+        (self.etc / "passwd").write_text("\n".join(passwd + [f"{USER}:x:{UID}:{GID}:{USER}:{HOME}:/bin/bash"]) + "\n")
         group = [line for line in _read_lines("/etc/group")
                  if line.split(":")[0] != USER and line.split(":")[2:3] != [str(GID)]]
-        (etc / "group").write_text("\n".join(group + [f"{USER}:x:{GID}:"]) + "\n")
+        (self.etc / "group").write_text("\n".join(group + [f"{USER}:x:{GID}:"]) + "\n")
         if xauthority is not None:
-            shutil.copyfile(xauthority, etc / "Xauthority")
+            shutil.copyfile(xauthority, self.etc / "Xauthority")
 
     def _bwrap_args(self, x11: bool) -> list[str]:
         args = [check_bwrap(), "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
@@ -143,7 +143,8 @@ class Sandbox:
         for f in SECRETS:
             if os.path.exists(f):
                 args += ["--ro-bind", "/dev/null", f]
-        args += ["--ro-bind", str(self.etc / "passwd"), "/etc/passwd", "--ro-bind", str(self.etc / "group"), "/etc/group"]
+        args += ["--ro-bind", str(self.etc / "passwd"), "/etc/passwd",
+                 "--ro-bind", str(self.etc / "group"), "/etc/group"]
         for inside, (host, writable) in sorted(self.mounts.items()):  # parents before children
             args += ["--bind" if writable else "--ro-bind", str(host), inside]
         if x11:
@@ -241,10 +242,9 @@ class Sandbox:
     # ---- end ---------------------------------------------------------------------------------
     def close(self) -> None:
         """Every process of the sandbox ends (they get SIGTERM and 3 s first)."""
-        proc, self._proc = self._proc, None
+        proc = self._proc
         if proc is None:
             return
-        self._proc = proc
         try:
             if proc.poll() is None:
                 self.kill(grace_s=3.0)

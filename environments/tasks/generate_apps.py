@@ -35,7 +35,8 @@ def python_step(code: str) -> dict:
 
 def wait_for_window(title: str, seconds: int = 60) -> dict:
     """Setup that returns once a window titled like `title` is mapped (an app started by `launch`)."""
-    script = f"for i in $(seq {seconds * 4}); do wmctrl -l | grep -qF {json.dumps(title)} && exit 0; sleep 0.25; done; exit 1"
+    script = (f"for i in $(seq {seconds * 4}); do wmctrl -l | grep -qF {json.dumps(title)} && exit 0; sleep 0.25; "
+              f"done; exit 1")
     return {"type": "execute", "parameters": {"command": ["bash", "-c", script]}}
 
 
@@ -141,7 +142,8 @@ def writer_tasks() -> list[tuple[dict, list[str]]]:
     new_doc_turns = [wait(1), type_("\n".join(meeting)), key("ctrl", "shift", "s"), wait(1.5), key("ctrl", "a"),
                      type_("meeting\n"), wait(2), DONE]
 
-    before = ["Paint guide", "Pick a colour for the walls.", "The colour of the door is blue; the colour of the roof is red."]
+    before = ["Paint guide", "Pick a colour for the walls.",
+              "The colour of the door is blue; the colour of the roof is red."]
     after = [p.replace("colour", "color") for p in before]
     guide = "/home/user/Documents/guide.docx"
     replace = app_task(
@@ -236,7 +238,8 @@ VLC_SAVE = (1224, 868)  # the Simple Preferences' Save button
 
 def vlc_task(task_id: str, instruction: str, evaluator: dict, turns: list[str]) -> tuple[dict, list[str]]:
     spec = app_task(task_id, "vlc", instruction,
-                    config=[{"type": "launch", "parameters": {"command": ["vlc"]}}, wait_for_window("VLC media player")],
+                    config=[{"type": "launch", "parameters": {"command": ["vlc"]}},
+                            wait_for_window("VLC media player")],
                     evaluator=evaluator)
     return spec, [wait(1), key("ctrl", "p"), wait(1.5), *turns, click(*VLC_SAVE), wait(1), DONE]
 

@@ -106,7 +106,8 @@ class DesktopEnvironment:
             if display is None:
                 self.display = self._start_own_display()
             else:
-                xauth = os.environ.get("XAUTHORITY")
+                # the sandbox's HOME is not the user's: the cookie goes in explicitly
+                xauth = os.environ.get("XAUTHORITY") or str(Path.home() / ".Xauthority")
                 self.display = display
                 self._start_sandbox(display, Path(xauth) if xauth and Path(xauth).is_file() else None)
                 self.size = _screen_size(display)

@@ -36,7 +36,7 @@ class Agent:
 
     def __init__(self, env=None, policy: Policy | None = None, *, model: str | None = None,
                  base_url: str | None = None, api_key: str | None = None, profile: str = "qwen",
-                 coord_divisor: float = 1000, display: str | None = None, max_parse_retries: int = 2):
+                 coord_divisor: float | None = None, display: str | None = None, max_parse_retries: int = 2):
         if env is None:
             from environments.desktop import DesktopEnvironment
 

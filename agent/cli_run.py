@@ -49,8 +49,15 @@ def register(subparsers) -> None:
                      help="draw each intended action on the screenshot instead of executing it")
     run.add_argument("--profile", choices=list(prompts.PROFILES), default="qwen",
                      help="prompt profile: qwen (cookbook, default) or osworld")
-    run.add_argument("--coord-divisor", type=float, default=1000,
-                     help="the model's coordinate grid size (1000; 999 for OSWorld parity)")
+    run.add_argument("--coord-divisor", type=float, default=None,
+                     help="the model's coordinate grid size (default: the profile's, qwen 1000 and osworld 999; "
+                          "osworld clicks OSWorld's floor pixel)")
+    run.add_argument("--lenient-parse", action="store_true",
+                     help="also accept action aliases (click, tap, ...) and bare {\"action\": ...} objects "
+                          "that neither the cookbook nor OSWorld executes")
+    run.add_argument("--unconstrained", action="store_true",
+                     help="embedded runtime: sample freely instead of constraining each reply to one valid "
+                          "computer_use call (model/constraints.py)")
     run.add_argument("--script", help="replies to use instead of a model: a JSON list of strings, a run "
                                       "directory or a traj.jsonl")
     run.add_argument("--headed", action="store_true", help="show the browser window (needs a display)")
@@ -160,7 +167,7 @@ def make_policy(args):
         return OpenAIPolicy(args.base_url, args.model, args.api_key or os.environ.get("OPENAI_API_KEY")), args.model
     model = args.model or DEFAULT_MODEL
     print(f"loading {model} ...", flush=True)
-    return EmbeddedPolicy(model, progress=LoadProgress()), model
+    return EmbeddedPolicy(model, progress=LoadProgress(), constrained=not args.unconstrained), model
 
 
 def cmd_run(args) -> int:
@@ -170,7 +177,7 @@ def cmd_run(args) -> int:
         raise ValueError("--start-url applies to --env browser only")
     start_url = _check_url(args.start_url) if args.start_url else None
     config = AgentConfig(max_steps=args.max_steps, prompt_profile=args.profile, coord_divisor=args.coord_divisor,
-                         dry_run=args.dry_run)
+                         dry_run=args.dry_run, lenient_parse=args.lenient_parse)
     if args.confirm:
         from agent.safety import terminal_confirm
 
@@ -211,7 +218,8 @@ def cmd_replay(args) -> int:
     out_dir = require_new_run_dir(args.out) if args.out else run_dir.with_name(
         f"{run_dir.name}-replay-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
     config = AgentConfig(max_steps=max(header.max_steps or 0, len(policy.responses), 1), prompt_profile=header.profile,
-                         coord_divisor=header.coord_divisor, history_images=header.history_images)
+                         coord_divisor=header.coord_divisor, history_images=header.history_images,
+                         lenient_parse=header.lenient_parse)
     # The bundled sites listen on a new port each time: keep the recorded path, swap the base.
     bundled = header.env_kind == "browser" and header.bundled_sites_base is not None
     with ExitStack() as stack:

@@ -31,13 +31,16 @@ DRY_RUN_NOTE = "(dry run: the previous action was not executed)"
 # Actions before an episode gives up. The bundled flight tasks take 19-29 actions and OSWorld's own runs use
 # 15-100; 50 leaves a competent agent room without letting a stuck one run for ever.
 DEFAULT_MAX_STEPS = 50
+TRUNCATED = ("the reply was cut off at the token limit (finish_reason=length), so none of it was executed; "
+             "answer briefly")
 
 
 @dataclass
 class AgentConfig:
     max_steps: int = DEFAULT_MAX_STEPS
     prompt_profile: str = "qwen"
-    coord_divisor: float = 1000
+    coord_divisor: float | None = None  # None: the profile's (agent.coords.PROFILE_GRID)
+    lenient_parse: bool = False  # agent.parsing's lenient reading (aliases, bare {"action": ...} objects)
     history_images: int = 4
     history_window: str = "sliding"   # or "chunked" (agent/history.py): same length on average, more prefix reuse
     max_parse_retries: int = 2
@@ -46,10 +49,17 @@ class AgentConfig:
     # Called before every non-final action with the risk reason ("" when ordinary); False = don't execute.
     confirm: Callable[[Action, str], bool] | None = None
 
+    @property
+    def coord_floor(self) -> bool:
+        """Whether grid points map to the floor pixel (OSWorld's int(x * (W / 999))) rather than the exact point."""
+        return coords.PROFILE_GRID[self.prompt_profile][1]
+
     def __post_init__(self):
         if self.prompt_profile not in prompts.PROFILES:
             raise ValueError(f"unknown prompt profile {self.prompt_profile!r}; choose one of "
                              f"{', '.join(prompts.PROFILES)}")
+        if self.coord_divisor is None:
+            self.coord_divisor = coords.PROFILE_GRID[self.prompt_profile][0]
         if self.max_steps < 1:
             raise ValueError(f"max steps must be at least 1, got {self.max_steps}")
         if self.coord_divisor <= 0:
@@ -98,6 +108,7 @@ def run_episode(env, policy: Policy, instruction: str, first_obs, *, config: Age
         hdr = hdr.model_copy(update={
             "instruction": instruction, "profile": config.prompt_profile, "coord_divisor": config.coord_divisor,
             "history_images": config.history_images, "max_steps": config.max_steps, "dry_run": config.dry_run,
+            "lenient_parse": config.lenient_parse,
             "policy": hdr.policy or getattr(policy, "kind", type(policy).__name__),
         })
         writer.write_header(hdr)
@@ -145,95 +156,110 @@ def run_episode(env, policy: Policy, instruction: str, first_obs, *, config: Age
                 break
             t_policy = elapsed(t0)
             t1 = time.perf_counter()
-            parsed = parse_response(reply.text)
+            parsed = parse_response(reply.text, lenient=config.lenient_parse)
             t_parse = elapsed(t1)
             rec = rec.model_copy(update=dict(
                 response=reply.text, raw_response=reply.text, thought=parsed.thought, action_line=parsed.action_line,
                 parsed_action=parsed.action, parse_error=parsed.error, tokens_in=reply.tokens_in,
-                tokens_out=reply.tokens_out, latency=Latency(policy=t_policy, parse=t_parse)))
-            if len(parsed.actions) > 1:
-                rec.info["ignored_tool_calls"] = len(parsed.actions) - 1  # one action per screenshot
+                tokens_out=reply.tokens_out, latency=Latency(policy=t_policy, parse=t_parse),
+                finish_reason=reply.finish_reason, calls_in_reply=len(parsed.actions)))
 
-            action = parsed.action
-            if action is None:
-                failed.append((parsed.text or reply.text, prompts.parse_error_feedback(parsed.error or "")))
-                rec.status = "parse_error"
+            if reply.finish_reason == "length" or not parsed.actions:
+                # a reply cut off at the token limit is never executed, whatever calls it seems to hold
+                error = TRUNCATED if reply.finish_reason == "length" else parsed.error or ""
+                failed.append((parsed.text or reply.text, prompts.parse_error_feedback(error)))
+                rec = rec.model_copy(update=dict(status="parse_error", parse_error=error, parsed_action=None,
+                                                 calls_in_reply=0))
                 if len(failed) > config.max_parse_retries:
                     rec.done = True
                     emit(rec)
                     result = EpisodeResult(status="parse_error", steps=steps, last_action=last_action,
-                                           error=f"no usable action after {len(failed)} replies: {parsed.error}")
+                                           error=f"no usable action after {len(failed)} replies: {error}")
                     break
                 emit(rec)
                 continue
 
+            # Every call of the reply runs, in order, as its own trajectory line (OSWorld's runner writes one
+            # traj.jsonl line per action, each with the turn's step_num and response). Coordinates refer to
+            # the screenshot the model saw. A declined, final or failing call ends the reply.
             failed = []
-            steps += 1
-            last_action = action
-            target = (coords.to_pixels(action.coordinate, shot.size, config.coord_divisor)
-                      if action.coordinate is not None else None)
-            rec.target_px = target
-            final = action.action in FINAL_ACTIONS
+            note = prompts.unread_calls_note(parsed.call_errors[0]) if parsed.call_errors else None
+            if note:
+                rec.info["unread_calls"] = parsed.call_errors[0]
+            base = rec
+            for index, action in enumerate(parsed.actions):
+                rec = base.model_copy(deep=True, update=dict(call_index=index, parsed_action=action))
+                if index:
+                    rec.action_timestamp = _now()
+                steps += 1
+                last_action = action
+                target = (coords.to_pixels(action.coordinate, shot.size, config.coord_divisor, config.coord_floor)
+                          if action.coordinate is not None else None)
+                rec.target_px = target
+                final = action.action in FINAL_ACTIONS
 
-            if not final and config.confirm is not None:
-                reason = risk_reason(action, action.action == "type" and typing_into_password(env))
-                if reason:
-                    rec.info["risk"] = reason
-                if not config.confirm(action, reason):
-                    rec.status = "declined"
-                    emit(rec)
-                    history.add(shot, parsed, note=prompts.declined_feedback(describe(action)))
-                    continue
+                if not final and config.confirm is not None:
+                    reason = risk_reason(action, action.action == "type" and typing_into_password(env))
+                    if reason:
+                        rec.info["risk"] = reason
+                    if not config.confirm(action, reason):
+                        rec.status = "declined"
+                        emit(rec)
+                        note = prompts.declined_feedback(describe(action))
+                        break
 
-            if config.dry_run:
-                if not final:
+                if config.dry_run:
                     rec.status = "dry_run"
+                    if final:
+                        rec.done = True
+                        emit(rec)
+                        result = _final_result(action, steps, None)
+                        break
                     if writer:
                         rec.annotated_file = writer.save_screenshot(
-                            turn, annotate(shot, action, target, "dry run: " + describe(action)), "_dryrun")
-                    history.add(shot, parsed, note=DRY_RUN_NOTE)
+                            turn, annotate(shot, action, target, "dry run: " + describe(action)),
+                            f"_dryrun{'_' + str(index + 1) if index else ''}")
+                    note = note or DRY_RUN_NOTE
                     if _looping(recent, shot, action, config.loop_limit):
                         rec.done = True
                         result = _loop_result(action, steps, config.loop_limit)
                     emit(rec)
+                    if result is not None:
+                        break
                     continue
-                rec.done = True
-                rec.status = "dry_run"
-                emit(rec)
-                result = _final_result(action, steps, None)
-                break
 
-            t2 = time.perf_counter()
-            try:
-                new_obs, outcome = env.step(action, target)
-            except Exception as e:
-                rec.status, rec.info["error"], rec.done = "error", _err(e), True
-                rec.latency.execute = elapsed(t2)
+                t2 = time.perf_counter()
+                try:
+                    new_obs, outcome = env.step(action, target)
+                except Exception as e:
+                    rec.status, rec.info["error"], rec.done = "error", _err(e), True
+                    rec.latency.execute = elapsed(t2)
+                    emit(rec)
+                    result = EpisodeResult(status="error", steps=steps, last_action=action, error=_err(e))
+                    break
+                # env.step executes and observes; an environment that times its observation reports it in extra
+                total = elapsed(t2)
+                observe = new_obs.extra.get("observe_s")
+                rec.latency.observe = observe
+                rec.latency.execute = round(total - observe, 4) if observe is not None else total
+                rec.executed = True
+                rec.action = action.arguments()
+                rec.outcome = outcome.model_dump(exclude_none=True)
+                if not outcome.ok:
+                    rec.info["error"] = outcome.error
+                obs = new_obs
+                if final or outcome.done:
+                    rec.done = True
+                    emit(rec)
+                    result = _final_result(action, steps, outcome.answer)
+                    break
+                if _looping(recent, shot, action, config.loop_limit):
+                    rec.done = True
+                    result = _loop_result(action, steps, config.loop_limit)
                 emit(rec)
-                result = EpisodeResult(status="error", steps=steps, last_action=action, error=_err(e))
-                break
-            # env.step executes and observes; an environment that times its observation reports it in extra
-            total = elapsed(t2)
-            observe = new_obs.extra.get("observe_s")
-            rec.latency.observe = observe
-            rec.latency.execute = round(total - observe, 4) if observe is not None else total
-            rec.executed = True
-            rec.action = action.arguments()
-            rec.outcome = outcome.model_dump(exclude_none=True)
-            if not outcome.ok:
-                rec.info["error"] = outcome.error
-            history.add(shot, parsed)
-
-            if final or outcome.done:
-                rec.done = True
-                emit(rec)
-                result = _final_result(action, steps, outcome.answer)
-                break
-            if _looping(recent, shot, action, config.loop_limit):
-                rec.done = True
-                result = _loop_result(action, steps, config.loop_limit)
-            emit(rec)
-            obs = new_obs
+                if result is not None:
+                    break
+            history.add(shot, parsed, note=note)
     except BaseException as e:
         result = EpisodeResult(status="error", steps=steps, last_action=last_action,
                                error="interrupted" if isinstance(e, KeyboardInterrupt) else _err(e))

@@ -1,16 +1,30 @@
-"""Tolerant parsing of Qwen3-VL replies into typed `Action`s. Pure functions, no I/O, never raise.
+"""Qwen3-VL replies → typed `Action`s, never guessing. Pure functions, no I/O, never raise.
 
-Rules follow Qwen-Agent's ``NousFnCallPrompt.postprocess_fncall_messages``:
+Order of reading (Qwen-Agent's ``NousFnCallPrompt.postprocess_fncall_messages`` and OSWorld's
+``qwen3vl_agent.parse_response`` are the references):
 
-* ``<think>…</think>`` is reasoning, not part of the reply (a lone ``</think>`` ends reasoning that the
-  generation prompt opened);
-* text before the first ``<tool_call>`` is the thought; an ``Action:`` line in it is captured (OSWorld);
-* a ``<tool_call>`` without ``</tool_call>`` runs to the end of the text (truncated/streamed output);
-* JSON is read leniently: ``json`` → ``json5`` → bracket repair → Qwen-Agent's ``extract_fn`` fallback;
-* without any ``<tool_call>`` tag, a bare ``{"name": …, "arguments": …}`` object is accepted (OSWorld);
-* malformed key arrays are cleaned as OSWorld does (``["keys=['ctrl'", "'c']"]`` → ``["ctrl", "c"]``).
+1. Reasoning first. The first ``</think>`` ends it: everything before it is reasoning, even without an
+   opening ``<think>`` (a thinking model's generation prompt opens the block, QwenLM/Qwen3-VL#1504), so a
+   ``<tool_call>`` drafted inside reasoning is never read. A reply that opens ``<think>`` and never closes
+   it was cut off inside its reasoning: no action.
+2. Text before the first ``<tool_call>`` is the thought; its ``Action:`` line is kept (OSWorld's history).
+3. Every ``<tool_call>`` is read in order. Its body must be one complete JSON (or JSON5, as Qwen-Agent
+   reads it) object; the only repair is a missing ``</tool_call>`` after a complete object. A body that
+   would need a string, number or bracket closed was cut off or is malformed: that call and every call
+   after it are not actions (executing the calls before it is what the model asked for; guessing the rest
+   is not). Without any tag, a bare ``{"name": …, "arguments": …}`` object counts (OSWorld does that).
+4. The call must be ``computer_use`` with ``arguments`` that satisfy the tool schema. OSWorld's key-array
+   cleanup (``["keys=['ctrl'", "'c']"]`` → ``["ctrl", "c"]``), numeric strings (``"300"``) and a chord
+   string (``"ctrl+s"``) are read as written; nothing else is reinterpreted.
 
-Anything that does not yield an `Action` comes back as ``error`` text meant for the model.
+``lenient=True`` (``qvl-agent run --lenient-parse``) additionally accepts what other GUI agents' habits
+produce but neither reference executes: bare ``{"action": …}`` objects, a missing ``name``, action and
+status aliases (``click`` → ``left_click``, ``done`` → ``success``), ``key`` for ``keys``, a 4-number box
+(its centre) or a point hidden in a string. It is off by default for every profile: the ``qwen`` and
+``osworld`` prompts define the exact interface, and an alias match is a guess at what a differently
+prompted model meant.
+
+Whatever is not an action comes back as an ``error`` sentence meant for the model.
 """
 
 from __future__ import annotations
@@ -26,26 +40,19 @@ from pydantic import ValidationError
 from agent.actions import ACTION_NAMES, Action
 
 TOOL_NAME = "computer_use"
+OPEN, CLOSE = "<tool_call>", "</tool_call>"
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 
-# Names the model sometimes uses for the schema's actions (mobile_use / other GUI agents).
+# lenient only: names other GUI agents use for the schema's actions
 ACTION_ALIASES = {
-    "click": "left_click",
-    "tap": "left_click",
-    "drag": "left_click_drag",
-    "press": "key",
-    "hotkey": "key",
-    "key_press": "key",
-    "typing": "type",
-    "input": "type",
-    "move": "mouse_move",
-    "doubleclick": "double_click",
+    "click": "left_click", "tap": "left_click", "drag": "left_click_drag", "press": "key", "hotkey": "key",
+    "key_press": "key", "typing": "type", "input": "type", "move": "mouse_move", "doubleclick": "double_click",
     "rightclick": "right_click",
 }
 STATUS_ALIASES = {
-    "success": "success", "succeeded": "success", "done": "success", "completed": "success", "complete": "success",
-    "failure": "failure", "fail": "failure", "failed": "failure", "infeasible": "failure", "error": "failure",
+    "succeeded": "success", "done": "success", "completed": "success", "complete": "success",
+    "fail": "failure", "failed": "failure", "infeasible": "failure", "error": "failure",
 }
-_OBJECT_START = re.compile(r"\{\s*[\"']")
 _JSON_ERRORS = (ValueError, TypeError, RecursionError, OverflowError, IndexError, KeyError, AttributeError)
 
 
@@ -55,10 +62,11 @@ class ParsedResponse:
     text: str  # the reply without reasoning (what history keeps)
     thought: str  # text before the first tool call
     action_line: str | None  # OSWorld's "Action: …" line
-    actions: tuple[Action, ...] = ()
+    actions: tuple[Action, ...] = ()  # every readable call, in order, up to the first unreadable one
     error: str | None = None  # set when no action could be read
-    reasoning: str | None = None  # content of <think> blocks
-    call_errors: tuple[str, ...] = field(default=())  # per tool call that failed (others may have parsed)
+    reasoning: str | None = None  # content of the <think> block
+    call_errors: tuple[str, ...] = field(default=())  # the first unreadable call (calls after it are not read)
+    cut_off: bool = False  # a call or the reasoning ends unfinished: the reply was truncated
 
     @property
     def action(self) -> Action | None:
@@ -69,123 +77,59 @@ class _CallError(Exception):
     pass
 
 
-def strip_think(text: str) -> tuple[str, str | None]:
-    """(reply without reasoning, reasoning or None). Reasoning precedes the answer, so only the text before
-    the first ``<tool_call>`` is searched: a ``type`` call may legitimately contain "<think>"."""
-    cut = text.find("<tool_call>")
-    head, tail = (text, "") if cut < 0 else (text[:cut], text[cut:])
-    reasoning: list[str] = []
-    if "</think>" in head:
-        before, _, head = head.rpartition("</think>")
-        reasoning.append(before.replace("<think>", ""))
-
-    def _grab(m: re.Match) -> str:
-        reasoning.append(m.group(1))
-        return ""
-
-    head = re.sub(r"<think>(.*?)</think>", _grab, head, flags=re.S).replace("<think>", "")
-    joined = "\n".join(r.strip() for r in reasoning if r.strip())
-    return (head + tail).strip(), (joined or None)
+def split_reasoning(text: str) -> tuple[str, str | None, bool]:
+    """(reply without reasoning, reasoning or None, reasoning left unclosed)."""
+    if THINK_CLOSE in text:
+        head, _, reply = text.partition(THINK_CLOSE)
+        head = head.lstrip()
+        if head.startswith(THINK_OPEN):
+            head = head[len(THINK_OPEN):]
+        return reply.strip(), head.strip() or None, False
+    if text.lstrip().startswith(THINK_OPEN):
+        return "", text.lstrip()[len(THINK_OPEN):].strip() or None, True
+    return text.strip(), None, False
 
 
 def _action_line(text: str) -> str | None:
     for line in text.splitlines():
         line = line.strip()
         if line.lower().startswith("action:"):
-            value = line[len("action:"):].strip()
-            return value or None
+            return line[len("action:"):].strip() or None
     return None
 
 
-def parse_response(raw: str) -> ParsedResponse:
+def parse_response(raw: str, *, lenient: bool = False) -> ParsedResponse:
     """Read a model reply. Never raises; ``error`` says what was wrong when no action came out."""
     if not isinstance(raw, str):
         raw = "" if raw is None else str(raw)
-    text, reasoning = strip_think(raw)
-    if "<tool_call>" in text:
-        thought = text[: text.find("<tool_call>")].strip()
-        bodies = _tagged_bodies(text)
-    else:
-        found = _bare_json_objects(text)
-        thought = (text[: found[0][0]] if found else text).strip()
-        bodies = [span for _, span in found]
-    action_line = _action_line(thought) or _action_line(text)
-
+    text, reasoning, unclosed = split_reasoning(raw)
+    if unclosed:
+        return ParsedResponse(raw=raw, text="", thought="", action_line=None, reasoning=reasoning, cut_off=True,
+                              error="the reply ended inside its reasoning (<think> was never closed), "
+                                    "before any tool call")
+    calls, first, failure, cut_off = _calls(text, lenient)
+    thought = (text if first < 0 else text[:first]).strip()
     actions: list[Action] = []
-    errors: list[str] = []
-    for body in bodies:
+    for call in calls:
         try:
-            actions.append(_to_action(_load_call(body)))
-        except _CallError as e:
-            errors.append(str(e))
+            actions.append(_to_action(call, lenient))
+        except _CallError as e:  # this call comes before any that _calls stopped at
+            failure, cut_off = str(e), False
+            break
     error = None
     if not actions:
-        if errors:
-            error = errors[0]
-        elif not text.strip():
-            error = "the reply was empty"
-        else:
-            error = "no <tool_call> block found"
-    return ParsedResponse(raw=raw, text=text, thought=thought, action_line=action_line, actions=tuple(actions),
-                          error=error, reasoning=reasoning, call_errors=tuple(errors))
+        error = failure or ("the reply was empty" if not text else "no <tool_call> block found")
+    return ParsedResponse(raw=raw, text=text, thought=thought, action_line=_action_line(thought) or _action_line(text),
+                          actions=tuple(actions), error=error, reasoning=reasoning,
+                          call_errors=(failure,) if failure else (), cut_off=cut_off)
 
 
-# ---------------------------------------------------------------- JSON
+# ---------------------------------------------------------------- finding the calls
 
-OPEN, CLOSE = "<tool_call>", "</tool_call>"
-
-
-def _tagged_bodies(text: str) -> list[str]:
-    """The JSON text of each ``<tool_call>``. A complete object is taken whole, so a tag inside one of its
-    strings (``type`` of "<tool_call>") does not cut it; otherwise the body runs to ``</tool_call>`` or the
-    end of the text (a truncated call, or one missing a closing brace)."""
-    bodies: list[str] = []
-    pos = text.find(OPEN)
-    while pos >= 0:
-        start = pos + len(OPEN)
-        close = text.find(CLOSE, start)
-        stop = close if close >= 0 else len(text)
-        brace = text.find("{", start)
-        lead = text[start:brace].strip() if brace >= 0 else None
-        body, end = text[start:stop], stop + (len(CLOSE) if close >= 0 else 0)
-        if lead in ("", "```", "```json"):
-            obj, complete = _object_span(text[brace:])
-            if complete and isinstance(_loads(obj), dict):
-                body, end = obj, brace + len(obj)
-        if body.strip():
-            bodies.append(body)
-        pos = text.find(OPEN, end)
-    return bodies
-
-
-def _loads(s: str):
-    try:
-        return json.loads(s)
-    except _JSON_ERRORS:
-        pass
-    try:
-        return json5.loads(s)
-    except _JSON_ERRORS:
-        return None
-
-
-def _strip_fences(s: str) -> str:
-    s = s.strip()
-    if s.startswith("```"):
-        s = s[3:]
-        if s[:4].lower() == "json":
-            s = s[4:]
-        s = s.rsplit("```", 1)[0] if "```" in s else s
-    return s.strip()
-
-
-def _object_span(s: str) -> tuple[str, bool]:
-    """From the first '{' of ``s``: (the first complete object, True), or (the rest of ``s`` with the
-    missing closers appended, False). Braces inside strings do not count."""
-    start = s.find("{")
-    if start < 0:
-        return s, False
-    stack: list[str] = []
+def _object_end(s: str, start: int) -> tuple[int, bool]:
+    """From the '{' at ``start``: (index after the matching '}', True), or (where reading stopped, False)
+    when the text ends, or a tool-call tag appears outside a string, before the object closes."""
+    depth = 0
     in_str: str | None = None
     escaped = False
     for i in range(start, len(s)):
@@ -201,65 +145,92 @@ def _object_span(s: str) -> tuple[str, bool]:
         if ch in "\"'":
             in_str = ch
         elif ch in "{[":
-            stack.append("}" if ch == "{" else "]")
+            depth += 1
         elif ch in "}]":
-            if stack and stack[-1] == ch:
-                stack.pop()
-            if not stack:
-                return s[start: i + 1], True
-    tail = s[start:].rstrip().rstrip(",")
-    if in_str:
-        tail += in_str
-    return tail + "".join(reversed(stack)), False
+            depth -= 1
+            if depth == 0:
+                return i + 1, True
+        elif ch == "<" and (s.startswith(CLOSE, i) or s.startswith(OPEN, i)):
+            return i, False
+    return len(s), False
 
 
-def _balanced_prefix(s: str) -> str:
-    return _object_span(s)[0]
-
-
-def _extract_fn(text: str) -> dict | None:
-    """Qwen-Agent's last resort: find '"name": "' and '"arguments": ' by position."""
-    m = re.search(r'"name"\s*:\s*"([^"]*)"', text)
-    k = re.search(r'"arguments"\s*:\s*', text)
-    if not m or not k:
+def _loads(s: str):
+    try:
+        return json.loads(s)
+    except _JSON_ERRORS:
+        pass
+    try:
+        return json5.loads(s)
+    except _JSON_ERRORS:
         return None
-    args = _loads(_balanced_prefix(text[k.end():]))
-    if not isinstance(args, dict):
-        return None
-    return {"name": m.group(1), "arguments": args}
 
 
-def _load_call(body: str) -> dict:
-    s = _strip_fences(body)
-    obj = _loads(s)
-    if not isinstance(obj, dict):
-        obj = _loads(_balanced_prefix(s))
-    if not isinstance(obj, dict):
-        obj = _extract_fn(s)
-    if not isinstance(obj, dict):
-        snippet = s.strip().replace("\n", " ")
-        snippet = snippet[:120] + ("…" if len(snippet) > 120 else "")
-        raise _CallError(f"the tool call is not valid JSON: {snippet!r}")
-    return obj
+def _snippet(s: str) -> str:
+    s = s.strip().replace("\n", " ")
+    return repr(s[:120] + ("…" if len(s) > 120 else ""))
 
 
-def _bare_json_objects(text: str) -> list[tuple[int, str]]:
-    """(start, span) of {...} objects that look like a tool call (for replies without <tool_call> tags)."""
-    found: list[tuple[int, str]] = []
-    i = text.find("{")
-    while i >= 0 and len(found) < 8:
-        # cheap checks first: replies can be long and brace-heavy (reasoning, code)
-        if not _OBJECT_START.match(text, i):
-            i = text.find("{", i + 1)
+_LINE_OBJECT = re.compile(r"(?m)^[ \t]*\{")
+
+
+def _bare_call(text: str, start: int, stop: int, lenient: bool) -> tuple[int, int, dict] | None:
+    """The first complete object in text[start:stop] that begins a line and is a call
+    ({"name": …, "arguments": …}; lenient: also {"action": …}), as (start, end, object)."""
+    for m in _LINE_OBJECT.finditer(text, start, stop):
+        i = m.end() - 1
+        end, complete = _object_end(text, i)
+        obj = _loads(text[i:end]) if complete else None
+        if isinstance(obj, dict) and (("name" in obj and "arguments" in obj) or (lenient and "action" in obj)):
+            return i, end, obj
+    return None
+
+
+def _calls(text: str, lenient: bool) -> tuple[list[dict], int, str | None, bool]:
+    """(calls in reply order, where the first one starts, why reading stopped or None, whether it stopped
+    at a cut-off call). Calls are <tool_call> blocks and, as OSWorld reads them, untagged call objects that
+    begin a line."""
+    calls: list[dict] = []
+    first = -1
+    pos = 0
+    while True:
+        tag = text.find(OPEN, pos)
+        bare = _bare_call(text, pos, len(text) if tag < 0 else tag, lenient)
+        if bare is not None:
+            first = bare[0] if first < 0 else first
+            calls.append(bare[2])
+            pos = bare[1]
             continue
-        span = _balanced_prefix(text[i:])
-        obj = _loads(span) if "action" in span else None
-        if isinstance(obj, dict) and (("name" in obj and "arguments" in obj) or "action" in obj):
-            found.append((i, span))
-            i = text.find("{", i + max(len(span), 1))
-        else:
-            i = text.find("{", i + 1)
-    return found
+        if tag < 0:
+            return calls, first, None, False
+        first = tag if first < 0 else first
+        i = tag + len(OPEN)
+        while i < len(text) and text[i].isspace():
+            i += 1
+        if text.startswith("```", i):  # a Markdown fence inside the tag: ```json
+            i += 3 + (4 if text[i + 3:i + 7].lower() == "json" else 0)
+            while i < len(text) and text[i].isspace():
+                i += 1
+        if i >= len(text):
+            return calls, first, "the reply ended right after <tool_call>: the call was cut off", True
+        if text[i] != "{":
+            return calls, first, f"<tool_call> must contain one JSON object, got {_snippet(text[i:i + 80])}", False
+        end, complete = _object_end(text, i)
+        if not complete:
+            if end >= len(text):
+                return calls, first, f"the tool call was cut off before its JSON object closed: " \
+                                     f"{_snippet(text[i:])}", True
+            return calls, first, f"the tool call's JSON object is not closed before {text[end:end + 12]!r}: " \
+                                 f"{_snippet(text[i:end])}", False
+        obj = _loads(text[i:end])
+        if not isinstance(obj, dict):
+            return calls, first, f"the tool call is not valid JSON: {_snippet(text[i:end])}", False
+        calls.append(obj)
+        # Text between the object and its </tool_call> (a closing fence, stray words) is not part of the call;
+        # a missing </tool_call> is the one repair. Either way the call is the complete object, so a prefix
+        # of the reply never reads a call differently from the whole reply.
+        nxt_close, nxt_open = text.find(CLOSE, end), text.find(OPEN, end)
+        pos = nxt_close + len(CLOSE) if nxt_close >= 0 and (nxt_open < 0 or nxt_close < nxt_open) else end
 
 
 # ---------------------------------------------------------------- arguments → Action
@@ -271,7 +242,7 @@ def _number(value, what: str) -> float:
         if isinstance(value, (int, float)):
             x = float(value)
         elif isinstance(value, str):
-            x = float(value.strip().strip("'\""))
+            x = float(value.strip())
         else:
             raise ValueError
     except (ValueError, OverflowError):  # OverflowError: an integer beyond float range
@@ -281,18 +252,22 @@ def _number(value, what: str) -> float:
     return x
 
 
-def _point(value) -> tuple[float, float]:
+def _point(value, lenient: bool) -> tuple[float, float]:
     if isinstance(value, str):
-        nums = re.findall(r"-?\d+(?:\.\d+)?", value)
-        value = [float(n) for n in nums]
-    if isinstance(value, dict):
+        loaded = _loads(value) if value.strip().startswith("[") else None
+        if isinstance(loaded, list):
+            value = loaded
+        elif lenient:
+            value = [float(n) for n in re.findall(r"-?\d+(?:\.\d+)?", value)]
+    if lenient and isinstance(value, dict):
         value = [value.get("x"), value.get("y")]
-    if isinstance(value, (list, tuple)) and len(value) == 1 and isinstance(value[0], (list, tuple, str)):
-        return _point(value[0])
-    if not isinstance(value, (list, tuple)) or len(value) not in (2, 4):
+    if lenient and isinstance(value, (list, tuple)) and len(value) == 1 and isinstance(value[0], (list, tuple, str)):
+        return _point(value[0], lenient)
+    sizes = (2, 4) if lenient else (2,)
+    if not isinstance(value, (list, tuple)) or len(value) not in sizes:
         raise _CallError(f"coordinate must be [x, y], got {value!r}")
     nums = [_number(v, "coordinate") for v in value]
-    if len(nums) == 4:  # a box [x1, y1, x2, y2]: act on its centre
+    if len(nums) == 4:  # lenient: a box [x1, y1, x2, y2] → its centre
         return ((nums[0] + nums[2]) / 2, (nums[1] + nums[3]) / 2)
     return (nums[0], nums[1])
 
@@ -305,60 +280,70 @@ def _clean_key(key: str) -> str:
     return k.strip().strip("[]").strip().strip("'\"").strip()
 
 
-def _keys(value) -> list[str]:
+def _keys(value, lenient: bool) -> list[str]:
     if isinstance(value, str):
         loaded = _loads(value) if value.strip().startswith("[") else None
         if isinstance(loaded, list):
             value = loaded
-        else:
+        else:  # one key, or a chord written "ctrl+shift+t"
             value = [p for p in re.split(r"\s*\+\s*", value.strip()) if p] if "+" in value.strip("+ ") else [value]
     if not isinstance(value, (list, tuple)):
         raise _CallError(f"keys must be a list of key names, got {value!r}")
     keys = []
     for k in value:
-        if isinstance(k, (list, tuple)):
-            keys.extend(_keys(list(k)))
+        if isinstance(k, (list, tuple)) and lenient:
+            keys.extend(_keys(list(k), lenient))
             continue
         if not isinstance(k, str):
+            if not lenient:
+                raise _CallError(f"keys must be key names (strings), got {k!r}")
             k = str(k)
         parts = [_clean_key(p) for p in k.split(",")] if k.strip().startswith(("[", "keys=")) else [_clean_key(k)]
         keys.extend(p for p in parts if p)
     return keys
 
 
-def _to_action(call: dict) -> Action:
+def _action_name(raw, lenient: bool) -> str:
+    if not isinstance(raw, str) or not raw.strip():
+        raise _CallError("the arguments have no \"action\"")
+    action = raw.strip()
+    if lenient and action not in ACTION_NAMES:
+        action = action.lower().replace("-", "_").replace(" ", "_")
+        action = ACTION_ALIASES.get(action, ACTION_ALIASES.get(action.replace("_", ""), action))
+    if action not in ACTION_NAMES:
+        raise _CallError(f"unknown action {raw!r}; valid actions: {', '.join(ACTION_NAMES)}")
+    return action
+
+
+def _to_action(call: dict, lenient: bool) -> Action:
     name = call.get("name")
     if "arguments" in call:
         args = call["arguments"]
-    elif "action" in call:
+    elif lenient and "action" in call:
         args = {k: v for k, v in call.items() if k != "name"}
     else:
         raise _CallError("the tool call has no \"arguments\"")
-    if name is not None and name != TOOL_NAME:
+    if name != TOOL_NAME and not (lenient and name is None):
         raise _CallError(f"unknown function {name!r}; the only tool is {TOOL_NAME!r}")
-    if isinstance(args, str):
-        loaded = _loads(_balanced_prefix(args))
-        args = loaded
+    if isinstance(args, str):  # OpenAI tool_calls style: the arguments as a JSON string
+        s = args.strip()
+        end, complete = _object_end(s, 0) if s.startswith("{") else (0, False)
+        args = _loads(s) if complete and end == len(s) else None
     if not isinstance(args, dict):
-        raise _CallError(f"\"arguments\" must be an object, got {args!r}")
-    raw_action = args.get("action")
-    if not isinstance(raw_action, str) or not raw_action.strip():
-        raise _CallError("the arguments have no \"action\"")
-    action = raw_action.strip().lower().replace("-", "_").replace(" ", "_")
-    if action not in ACTION_NAMES:
-        action = ACTION_ALIASES.get(action, ACTION_ALIASES.get(action.replace("_", ""), action))
-    if action not in ACTION_NAMES:
-        raise _CallError(f"unknown action {raw_action!r}; valid actions: {', '.join(ACTION_NAMES)}")
+        raise _CallError(f"\"arguments\" must be a JSON object, got {str(call['arguments'])[:80]!r}")
+    action = _action_name(args.get("action"), lenient)
 
     fields: dict = {"action": action}
     if args.get("coordinate") is not None:
-        fields["coordinate"] = _point(args["coordinate"])
+        fields["coordinate"] = _point(args["coordinate"], lenient)
     if args.get("keys") is not None:
-        fields["keys"] = _keys(args["keys"])
-    elif action == "key" and isinstance(args.get("key"), (str, list)):
-        fields["keys"] = _keys(args["key"])
+        fields["keys"] = _keys(args["keys"], lenient)
+    elif lenient and action == "key" and isinstance(args.get("key"), (str, list)):
+        fields["keys"] = _keys(args["key"], lenient)
     if args.get("text") is not None:
         t = args["text"]
+        if not isinstance(t, str) and not lenient:
+            raise _CallError(f"text must be a string, got {t!r}")
         fields["text"] = t if isinstance(t, str) else json.dumps(t, ensure_ascii=False)
     if args.get("pixels") is not None:
         fields["pixels"] = _number(args["pixels"], "pixels")
@@ -366,7 +351,7 @@ def _to_action(call: dict) -> Action:
         fields["time"] = _number(args["time"], "time")
     if args.get("status") is not None:
         st = str(args["status"]).strip().lower()
-        fields["status"] = STATUS_ALIASES.get(st, st)
+        fields["status"] = STATUS_ALIASES.get(st, st) if lenient else st
     try:
         return Action(**fields)
     except ValidationError as e:

@@ -31,7 +31,7 @@ class PolicyReply:
     text: str
     tokens_in: int | None = None
     tokens_out: int | None = None
-    finish_reason: str | None = None   # "stop" (eos) or "length" (max_new_tokens reached); None when unknown
+    finish_reason: str | None = None  # "stop", "length" (cut off at the token limit: never executed), None unknown
 
 
 class PolicyError(RuntimeError):
@@ -70,7 +70,8 @@ class ScriptedPolicy:
         steps = load_steps(run_dir_or_traj_jsonl)
         if not steps:
             raise ValueError(f"{run_dir_or_traj_jsonl} holds no recorded steps to replay")
-        return cls([s.raw_response for s in steps if s.status != "declined"])
+        # one reply per model turn (a turn with several calls has one line per call), declined turns left out
+        return cls([s.raw_response for s in steps if s.call_index == 0 and s.status != "declined"])
 
     @classmethod
     def from_file(cls, path: Path | str) -> "ScriptedPolicy":
@@ -169,7 +170,8 @@ class OpenAIPolicy:
     def _reply(self, r) -> PolicyReply:
         try:
             data = r.json()
-            msg = data["choices"][0]["message"]
+            choice = data["choices"][0]
+            msg = choice["message"]
         except (ValueError, KeyError, IndexError, TypeError):
             raise PolicyError(f"model server {self.url} sent a response that is not a chat completion: "
                               f"{r.text[:300]}") from None
@@ -190,9 +192,7 @@ class OpenAIPolicy:
         if reasoning:
             text = f"<think>\n{reasoning}\n</think>\n\n{text}"
         usage = data.get("usage") or {}
-        reason = (data.get("choices") or [{}])[0].get("finish_reason")
-        return PolicyReply(text, usage.get("prompt_tokens"), usage.get("completion_tokens"),
-                           "length" if reason == "length" else "stop" if reason else None)
+        return PolicyReply(text, usage.get("prompt_tokens"), usage.get("completion_tokens"), choice.get("finish_reason"))
 
     def close(self) -> None:
         self._client.close()
@@ -207,7 +207,8 @@ class EmbeddedPolicy:
     kind = "embedded"
 
     def __init__(self, model: str = DEFAULT_MODEL, dtype=None, device=None, *, max_new_tokens: int = 512,
-                 progress=None, kv_cache_memory: str | float = "0.2", max_model_len: int | None = None, **sampling):
+                 progress=None, constrained: bool = True, kv_cache_memory: str | float = "0.2",
+                 max_model_len: int | None = None, **sampling):
         try:
             from model import Qwen3VL
             from model.engine import Engine, EngineConfig
@@ -233,11 +234,23 @@ class EmbeddedPolicy:
         self.max_new_tokens = max_new_tokens
         self.sampling = {"temperature": 0.0, **sampling}
         self.on_token: Callable[[int], None] | None = None   # called with the count of tokens generated so far
+        # grammar-constrained decoding (model/constraints.py): every reply is one valid computer_use call
+        self.constrained = constrained
+        self._grammar = None
 
     def respond(self, messages: list[dict]) -> PolicyReply:
         e = self.engine
+        constraint = None
+        if self.constrained:
+            if self._grammar is None:
+                from model.constraints import ToolCallGrammar
+
+                m = self.model
+                self._grammar = ToolCallGrammar(m.preprocessor.tokenizer, m.config.text.vocab_size, m.eos_token_ids)
+            constraint = self._grammar.constraint()
         try:
-            handle = e.submit(e.request(messages, max_tokens=self.max_new_tokens, **self.sampling))
+            handle = e.submit(e.request(messages, max_tokens=self.max_new_tokens, constraint=constraint,
+                                        **self.sampling))
         except ValueError as err:   # e.g. the conversation outgrew the context: this step cannot be answered
             raise PolicyError(f"the embedded model cannot answer: {err}") from None
         ids, text, out = [], [], None

@@ -231,6 +231,11 @@ def parse_error_feedback(error: str) -> str:
     )
 
 
+def unread_calls_note(error: str) -> str:
+    """Told with the next screenshot when a reply's later tool calls could not be read (the earlier ones ran)."""
+    return f"The rest of your last reply was not executed: {error}"
+
+
 def declined_feedback(action_text: str) -> str:
     """What the model is told when the user declines an action at the confirmation prompt."""
     return f"The user declined this action, it was not executed: {action_text}\nChoose a different action."

@@ -64,6 +64,11 @@ h1{font-size:20px} .meta td{padding:2px 12px 2px 0;vertical-align:top}
 """
 
 
+def _anchor(rec: StepRecord) -> str:
+    """One name per trajectory line: a reply with several calls has several lines with the same step_num."""
+    return f"step_{rec.step_num}" + (f"_{rec.call_index + 1}" if rec.call_index else "")
+
+
 def _thumbnail(run_dir: Path, rec: StepRecord) -> str:
     """The step's screenshot with its action drawn, as a JPEG in report_files/ linking to the full PNG."""
     shot = run_dir / rec.screenshot_file if rec.screenshot_file else None
@@ -76,7 +81,7 @@ def _thumbnail(run_dir: Path, rec: StepRecord) -> str:
         return "<div class='k'>(screenshot unreadable)</div>"
     if marked.width > THUMB_WIDTH:
         marked = marked.resize((THUMB_WIDTH, round(marked.height * THUMB_WIDTH / marked.width)), Image.LANCZOS)
-    name = f"{REPORT_IMAGES}/step_{rec.step_num}.jpg"
+    name = f"{REPORT_IMAGES}/{_anchor(rec)}.jpg"
     (run_dir / REPORT_IMAGES).mkdir(exist_ok=True)
     marked.convert("RGB").save(run_dir / name, "JPEG", quality=80)
     q = html.escape(rec.screenshot_file, quote=True)
@@ -128,7 +133,7 @@ def write_report(run_dir: Path | str) -> Path:
     parts.append("</table>")
     if steps:
         parts.append("<ol class='index'>" + "".join(
-            f"<li><a href='#step-{rec.step_num}'>{esc(describe(rec.parsed_action)) if rec.parsed_action else '—'}"
+            f"<li><a href='#{_anchor(rec)}'>{esc(describe(rec.parsed_action)) if rec.parsed_action else '—'}"
             f"</a>{'' if rec.status == 'ok' else f' <span class=bad>{esc(rec.status)}</span>'}</li>"
             for rec in steps) + "</ol>")
     for rec in steps:
@@ -151,7 +156,7 @@ def write_report(run_dir: Path | str) -> Path:
             lines.append(f"<div class='bad'>error: {esc(str(rec.info['error']))}</div>")
         lines += [f"<div class='k'>{esc(lat_txt)}</div>", f"<div class='k'>{esc('; '.join(tokens))}</div>",
                   f"<b>model output</b><pre>{esc(rec.raw_response)}</pre>"]
-        parts.append(f"<div class='step' id='step-{rec.step_num}'><div>{_thumbnail(run_dir, rec)}</div>"
+        parts.append(f"<div class='step' id='{_anchor(rec)}'><div>{_thumbnail(run_dir, rec)}</div>"
                      f"<div class='side'>{''.join(lines)}</div></div>")
     parts.append("</body></html>")
     out = run_dir / REPORT_FILE

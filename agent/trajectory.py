@@ -50,6 +50,7 @@ class RunHeader(BaseModel):
     model: str | None = None
     policy: str | None = None  # embedded | openai | scripted
     dry_run: bool = False
+    lenient_parse: bool = False
     created: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
@@ -83,6 +84,9 @@ class StepRecord(BaseModel):
     executed: bool = False
     outcome: dict | None = None
     status: str = "ok"  # ok | parse_error | declined | dry_run | error
+    call_index: int = 0  # which tool call of the reply this line is (one line per executed call, as OSWorld)
+    calls_in_reply: int = 0  # readable tool calls in the reply
+    finish_reason: str | None = None  # why the reply ended: stop | length (never executed) | None (unknown)
     latency: Latency = Field(default_factory=Latency)
     tokens_in: int | None = None
     tokens_out: int | None = None

@@ -4,7 +4,7 @@ The browser is Debian's chromium driven by `tools.browser.BrowserExecutor`; the 
 screen the agent sees. Its profile is the sandbox home's `~/.config/google-chrome` and its DevTools port
 is the `Controller`'s, so OSWorld tasks run here through the harness itself: setup steps
 (`environments.setup`, e.g. `chrome_open_tabs` over CDP), getters and `evaluate_task`, against a
-Controller whose home is a private temp folder. Tasks whose steps need more than a bare browser
+Controller on a display-less task sandbox (`environments.sandbox`) whose /home/user holds the profile. Tasks whose steps need more than a bare browser
 (`BROWSER_STEP_TYPES`) run in DesktopEnvironment. The bundled sites (`environments.sites`) are started
 on demand for tasks that name them through the `{SITE}` / `{SITE_STATE}` placeholders.
 
@@ -19,13 +19,13 @@ import os
 import shutil
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 from agent.actions import Action, ActionOutcome
 from environments.base import EvalResult, Observation
 from environments.controller import Controller
 from environments.evaluate import as_task, evaluate_environment, observation_extra, start_task
+from environments.sandbox import Sandbox
 from environments.sites import SiteServer, fill_site_placeholders, uses_sites
 from environments.tasks import Task
 
@@ -59,9 +59,8 @@ class BrowserEnvironment:
 
         self.start_url = start_url
         self._root = Path(tempfile.mkdtemp(prefix="qvl-browser-env-"))
-        self.home = self._root / "home"
-        self.profile = self.home / ".config" / "google-chrome"  # where OSWorld's chrome getters look
-        self.profile.mkdir(parents=True)
+        self.sandbox: Sandbox | None = None
+        self.executor = None
         self._sites = sites
         self._own_sites: SiteServer | None = None
         self.task: Task | None = None
@@ -69,6 +68,15 @@ class BrowserEnvironment:
         self.setup_error: str | None = None
         self.action_history: list[Action] = []
         try:
+            # Getters' commands run in the sandbox; chromium (on the host) keeps its profile in its home.
+            # The sites' state file is read by the getters in the sandbox, at its own path.
+            self._sites_dir = self._root / "sites"
+            self._sites_dir.mkdir()
+            shared = (sites.state_dir,) if sites is not None else (self._sites_dir,)
+            self.sandbox = Sandbox(self._root / "sandbox", shared=shared)
+            self.home = self.sandbox.home
+            self.profile = self.home / ".config" / "google-chrome"  # where OSWorld's chrome getters look
+            self.profile.mkdir(parents=True)
             # A persistent context is chromium's default context, the one a CDP client (the harness's
             # chrome_open_tabs, the tab getters) sees; port 0 lets chromium pick a free port.
             self.executor = BrowserExecutor.launch(headless=headless, viewport=tuple(viewport), cdp_port=0,
@@ -78,11 +86,9 @@ class BrowserEnvironment:
         except BaseException:
             self.close()
             raise
-        # Getters and metrics read files through a Controller; here it runs commands in the private home.
-        self.controller = Controller(
-            env={**os.environ, "HOME": str(self.home)}, home=self.home, cache_dir=self._root / "cache",
-            display=os.environ.get("DISPLAY", ""), screen_size=tuple(viewport), marker=uuid.uuid4().hex,
-            chrome_port=chrome_port)
+        self.controller = Controller(sandbox=self.sandbox, cache_dir=self._root / "cache",
+                                     display=os.environ.get("DISPLAY", ""), screen_size=tuple(viewport),
+                                     chrome_port=chrome_port)
 
     # -- Environment protocol -------------------------------------------------------------------------
 
@@ -112,9 +118,10 @@ class BrowserEnvironment:
                                     self.setup_error)
 
     def close(self) -> None:
-        executor = getattr(self, "executor", None)
-        if executor is not None:
-            executor.close()
+        if self.executor is not None:
+            self.executor.close()
+        if self.sandbox is not None:
+            self.sandbox.close()
         if self._own_sites is not None:
             self._own_sites.close()
             self._own_sites = None
@@ -132,7 +139,7 @@ class BrowserEnvironment:
     def sites(self) -> SiteServer:
         """The bundled sites this environment's tasks use: the one given, else a private one started now."""
         if self._sites is None:
-            self._own_sites = self._sites = SiteServer(self._root / "sites")
+            self._own_sites = self._sites = SiteServer(self._sites_dir)
         return self._sites
 
     def observe(self, extra: dict | None = None) -> Observation:

@@ -40,7 +40,8 @@ def register(subparsers) -> None:
     p.add_argument("--max-steps", type=int, default=None,
                    help="step budget of every task (default: a task's own max_steps, else 50)")
     p.add_argument("--profile", choices=list(PROFILES), default="qwen", help="prompt profile (default qwen)")
-    p.add_argument("--coord-divisor", type=float, default=1000, help="the model's coordinate grid (default 1000)")
+    p.add_argument("--coord-divisor", type=float, default=None,
+                   help="the model's coordinate grid (default: the profile's, qwen 1000 and osworld 999)")
     p.add_argument("--parallel", type=int, default=1,
                    help="worker processes, each with its own browser/display (default 1)")
     p.add_argument("--mirror", default=None, help="folder of offline copies of task downloads")

@@ -1,55 +1,58 @@
 """A local Linux desktop that runs OSWorld task files unmodified, without a VM.
 
-One `DesktopEnvironment` is one sandboxed session:
+One `DesktopEnvironment` is one task machine: an `environments.sandbox.Sandbox` (bubblewrap), in which
+/home/user is the task's home and the user is uid 1000 with no privileges, running
 
-- display: a private `Xvfb` (1920x1080 by default, a free display number chosen by Xvfb itself via
-  `-displayfd`, so several environments run side by side) with openbox as the EWMH window manager
-  (wmctrl works). A private openbox rc.xml binds ctrl+alt+t to an xterm titled "Terminal". Passing
-  `display=":0"` drives that live desktop instead (no Xvfb/openbox started, no ctrl+alt+t binding).
-- home: OSWorld tasks hard-code `/home/user`. Every task runs with HOME set to a sandbox home that is
-  restored from a template on every reset, and `/home/user` in step/getter parameters and commands is
-  rewritten to it (environments.controller). The real user's files are never touched.
-- shims, first on PATH: `python` (this interpreter, which has pyautogui), `google-chrome` (Debian
-  chromium with the profile in `~/.config/google-chrome` and DevTools on a per-environment port),
-  `socat` (a no-op: CDP is reached on that port directly), `sudo` (runs the command unprivileged,
-  reading the `-S` password line), `pkill` (only signals this environment's processes; `chrome`
-  also matches `chromium`), `gnome-terminal` (the xterm "Terminal").
-- close() kills every process the environment started, found by a marker in their environment.
+- display: a private Xvfb (1920x1080 by default) on a display number claimed on the host with an X
+  lock file, so several environments run side by side; openbox as the EWMH window manager (wmctrl
+  works), ctrl+alt+t opens an xterm titled "Terminal". `display=":0"` drives that live desktop
+  instead (its X socket and cookie are shared into the sandbox; no Xvfb, no openbox).
+- a private session bus (`dbus-daemon --session` at /run/user/1000/bus, where OSWorld's tasks look
+  for it): gsettings writes go to dconf, in ~/.config/dconf/user of the task's home.
+- the home: restored on every reset from `home_template` plus the presets of environments/home_preset
+  (LibreOffice, VLC, GIMP and Chromium past their first-run dialogs, saving in MS formats without
+  asking, as OSWorld's snapshot has them).
 
-Tasks are OSWorld `Task`s (environments.tasks), a dict, or a path to a task file. A task that
-cannot run here is *skipped*, with the reason in `obs.extra["skipped"]` and in `evaluate()`; a setup
-step that fails leaves `obs.extra["setup_error"]` and `evaluate()` reports status "error". Files that
-tasks download come from `mirror` (see environments.setup.mirror_candidates), file:// or loopback
-URLs; with `online=True` other URLs may be fetched and opened too (default: offline, those tasks skip).
-Without a VM, commands that change the machine itself (apt-get install, useradd, timedatectl, ...)
-would reach the host: such tasks are skipped unless `allow_host_changes=True` (e.g. in a throwaway
-container). The agent's own actions are not filtered: run untrusted agents in a container.
+`reset()` is OSWorld's snapshot revert: every process but the X server ends, the home, /tmp and
+/run/user/1000 are restored, the bus and the window manager start afresh. `close()` ends the sandbox
+and with it every process the task started. Tasks are OSWorld `Task`s (environments.tasks), a dict,
+or a path to a task file. A task that cannot run here is *skipped*, with the reason in
+`obs.extra["skipped"]` and in `evaluate()`; a setup step that fails leaves `obs.extra["setup_error"]`
+and `evaluate()` reports status "error". Files that tasks download come from `mirror` (see
+environments.setup.mirror_candidates), file:// or loopback URLs; with `online=True` other URLs may be
+fetched and opened too (default: offline, those tasks skip). The sandbox keeps tasks off the host's
+files and processes; it shares the host's network (chromium's DevTools port, local sites).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
 import socket
-import subprocess
-import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 from agent.actions import Action, ActionOutcome
 from environments.base import EvalResult, Observation
-from environments.controller import CHROME_PORT_VAR, MARKER_VAR, Controller
+from environments.controller import Controller
 from environments.evaluate import as_task, evaluate_environment, observation_extra, start_task
+from environments.sandbox import ETC_DIR, RUNTIME_DIR, SESSION_BUS, X11_SOCKETS, Sandbox, check_bwrap
 from environments.tasks import Task
 from tools.browser import CHROMIUM, CHROMIUM_ARGS
 
-SANDBOX_MARK = ".qvl-sandbox-home"  # a home dir we may wipe carries this file
+SANDBOX_MARK = ".qvl-sandbox-home"  # a caller-given home folder we may wipe carries this file
 _SANDBOX_NOTE = "sandbox home of a qvl-agent DesktopEnvironment; wiped and restored on every reset\n"
 HOME_SKELETON = ("Desktop", "Documents", "Downloads", "Music", "Pictures", "Videos", ".config")
-CHROMIUM_FLAGS = " ".join((*CHROMIUM_ARGS, "--no-default-browser-check", "--password-store=basic"))
+PRESET_HOME = Path(__file__).with_name("home_preset")
+# In the task sandbox chromium is an ordinary user's browser, so its own sandbox works: no --no-sandbox.
+CHROMIUM_FLAGS = " ".join((*(a for a in CHROMIUM_ARGS if a != "--no-sandbox"), "--no-default-browser-check",
+                           "--password-store=basic"))
+FIRST_DISPLAY = 100  # own displays are numbered from here (tests' fixed displays use lower ones)
+SESSION_START_S = 15
 
 _OPENBOX_RC = """<?xml version="1.0" encoding="UTF-8"?>
 <openbox_config xmlns="http://openbox.org/3.4/rc">
@@ -60,98 +63,6 @@ _OPENBOX_RC = """<?xml version="1.0" encoding="UTF-8"?>
   </keyboard>
 </openbox_config>
 """
-
-_SHIMS = {
-    "python": """#!/bin/sh
-exec "{python}" "$@"
-""",
-    "google-chrome": """#!/bin/bash
-# OSWorld starts `google-chrome --remote-debugging-port=1337`; the port is this environment's own.
-args=()
-for a in "$@"; do
-  case "$a" in
-    --remote-debugging-port=*) ;;
-    *) args+=("$a") ;;
-  esac
-done
-exec "{chromium}" --user-data-dir="$HOME/.config/google-chrome" --remote-debugging-port="${port_var}" \\
-  {flags} "${{args[@]}}"
-""",
-    "socat": """#!/bin/sh
-# OSWorld relays 9222 -> 1337 for CDP; here CDP is reached on the environment's port directly.
-exit 0
-""",
-    "sudo": """#!/bin/bash
-# Sandbox sudo: never gains privileges; reads the -S password line like sudo does.
-read_pw=0
-while [ $# -gt 0 ]; do
-  case "$1" in
-    -S) read_pw=1; shift ;;
-    -u|-g|-p|-C|-U|-r|-t|-D) shift 2 ;;
-    --) shift; break ;;
-    -*) shift ;;
-    *) break ;;
-  esac
-done
-if [ $read_pw = 1 ]; then read -r _ || true; fi
-[ $# -eq 0 ] && exit 0
-exec "$@"
-""",
-    "pkill": """#!{python}
-# Sandbox pkill: only signals processes of this environment (marker in their environment).
-import os, re, signal, sys, time
-marker = ("{marker_var}=" + os.environ.get("{marker_var}", "")).encode()
-sig, full, exact, pattern = signal.SIGTERM, False, False, None
-args = sys.argv[1:]
-while args:
-    a = args.pop(0)
-    if a == "-f": full = True
-    elif a == "-x": exact = True
-    elif a in ("-s", "--signal"): sig = getattr(signal, "SIG" + args.pop(0).upper().removeprefix("SIG"))
-    elif a.startswith("-") and len(a) > 1 and (a[1:].isdigit() or a[1:].isupper()):
-        sig = int(a[1:]) if a[1:].isdigit() else getattr(signal, "SIG" + a[1:].removeprefix("SIG"))
-    elif a.startswith("-"): pass
-    else: pattern = a
-if pattern is None:
-    sys.exit(2)
-rx = re.compile(("^(?:%s)$" if exact else "%s") % pattern)
-hits = []
-for pid in filter(str.isdigit, os.listdir("/proc")):
-    if int(pid) == os.getpid():
-        continue
-    try:
-        if marker not in open(f"/proc/{{pid}}/environ", "rb").read().split(b"\\0"):
-            continue
-        name = open(f"/proc/{{pid}}/comm").read().strip()
-        if full:
-            name = open(f"/proc/{{pid}}/cmdline", "rb").read().replace(b"\\0", b" ").decode(errors="replace").strip()
-    except OSError:
-        continue
-    # Debian's browser is `chromium`; tasks kill `chrome`.
-    if rx.search(name) or rx.search(name.replace("chromium", "chrome")):
-        hits.append(int(pid))
-matched = bool(hits)
-for pid in hits:
-    try: os.kill(pid, sig)
-    except OSError: pass
-# Wait for them to go, so a relaunch right after does not attach to the dying instance.
-deadline = time.time() + 10
-while hits and time.time() < deadline:
-    hits = [p for p in hits if os.path.exists(f"/proc/{{p}}") and
-            open(f"/proc/{{p}}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"]
-    time.sleep(0.05)
-sys.exit(0 if matched else 1)
-""",
-    "qvl-terminal": """#!/bin/sh
-# The log (xterm -l) is what the vm_terminal_output getter reads; $$ becomes xterm's pid.
-cd "$HOME"
-exec xterm -T Terminal -xrm 'XTerm*allowTitleOps: false' -fa Monospace -fs 11 \\
-  -l -lf "$XDG_RUNTIME_DIR/terminal-$$.log" "$@"
-""",
-    "gnome-terminal": """#!/bin/sh
-exec qvl-terminal "$@"
-""",
-}
 
 
 def _free_port() -> int:
@@ -166,7 +77,7 @@ class DesktopEnvironment:
     def __init__(self, display: str | None = None, size: tuple[int, int] = (1920, 1080),
                  home: Path | None = None, *, home_template: Path | None = None, mirror: Path | None = None,
                  client_password: str = "password", settle_s: float = 1.0, step_pause_s: float = 0.5,
-                 online: bool = False, allow_host_changes: bool = False) -> None:
+                 online: bool = False) -> None:
         self.size = tuple(size)
         self.settle_s = settle_s
         self.step_pause_s = step_pause_s
@@ -177,12 +88,13 @@ class DesktopEnvironment:
             raise FileNotFoundError(f"download mirror folder not found: {mirror}")
         if home is not None:
             _check_sandbox_home(Path(home))
+            Path(home).mkdir(parents=True, exist_ok=True)
+            (Path(home) / SANDBOX_MARK).write_text(_SANDBOX_NOTE)
+        self._given_home = Path(home) if home is not None else None
         self.root = Path(tempfile.mkdtemp(prefix="qvl-desktop-"))
-        self.home = Path(home) if home is not None else self.root / "home"
-        self.home.mkdir(parents=True, exist_ok=True)
-        (self.home / SANDBOX_MARK).write_text(_SANDBOX_NOTE)
-        self.marker = uuid.uuid4().hex
-        self._session_pids: list[int] = []
+        self.sandbox: Sandbox | None = None
+        self._xvfb: int | None = None  # pid in the sandbox
+        self._display_lock: Path | None = None
         self._executor = None
         self.task: Task | None = None
         self.skip_reason: str | None = None
@@ -190,124 +102,123 @@ class DesktopEnvironment:
         self.action_history: list[Any] = []
         self._closed = False
         try:
-            self.bin = self._write_shims()
-            self.display = display if display is not None else self._start_display()
-            if display is not None:
+            self._chrome_port = _free_port()
+            if display is None:
+                self.display = self._start_own_display()
+            else:
+                # the sandbox's HOME is not the user's: the cookie goes in explicitly
+                xauth = os.environ.get("XAUTHORITY") or str(Path.home() / ".Xauthority")
+                self.display = display
+                self._start_sandbox(display, Path(xauth) if xauth and Path(xauth).is_file() else None)
                 self.size = _screen_size(display)
             self.controller = Controller(
-                env=self._task_env(), home=self.home, cache_dir=self.root / "cache", display=self.display,
-                screen_size=self.size, marker=self.marker, chrome_port=_free_port(),
-                client_password=client_password, mirror=Path(mirror) if mirror is not None else None,
-                online=online, allow_host_changes=allow_host_changes)
-            self.controller.env[CHROME_PORT_VAR] = str(self.controller.chrome_port)
-            self._restore_home()
+                sandbox=self.sandbox, cache_dir=self.root / "cache", display=self.display, screen_size=self.size,
+                chrome_port=self._chrome_port, client_password=client_password,
+                mirror=Path(mirror) if mirror is not None else None, online=online)
+            self._revert()
+            self._check_gsettings()
         except BaseException:
             self.close()
             raise
 
+    @property
+    def home(self) -> Path:
+        """The host folder that is /home/user in the task."""
+        return self.sandbox.home
+
     # ---- session ---------------------------------------------------------------------------
-    def _write_shims(self) -> Path:
-        bin_dir = self.root / "bin"
-        bin_dir.mkdir(parents=True)
-        values = {"python": sys.executable, "chromium": CHROMIUM, "port_var": CHROME_PORT_VAR,
-                  "marker_var": MARKER_VAR, "flags": CHROMIUM_FLAGS}
-        for name, text in _SHIMS.items():
-            p = bin_dir / name
-            p.write_text(text.format(**values))
-            p.chmod(0o755)
-        return bin_dir
+    def _start_sandbox(self, display: str, xauthority: Path | None) -> None:
+        self.sandbox = Sandbox(self.root, home=self._given_home, env={"DISPLAY": display}, x11=True,
+                               xauthority=xauthority,
+                               shim_values={"CHROMIUM": CHROMIUM, "CHROME_PORT": str(self._chrome_port),
+                                            "CHROMIUM_FLAGS": CHROMIUM_FLAGS})
+        (self.sandbox.etc / "openbox-rc.xml").write_text(_OPENBOX_RC)
 
-    def _base_env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("XDG_", "DBUS_", "QVL_", "CHROME_", "PYTEST_"))}
-        xauth = self.root / "Xauthority"
-        xauth.touch()
-        runtime = self.root / "runtime"
-        runtime.mkdir(mode=0o700, exist_ok=True)
-        env.update({
-            "HOME": str(self.home), "PATH": f"{self.bin}:{env.get('PATH', '/usr/bin:/bin')}",
-            "XAUTHORITY": str(xauth), "XDG_RUNTIME_DIR": str(runtime), "SHELL": "/bin/bash",
-            "USER": env.get("USER", "user"), MARKER_VAR: self.marker,
-        })
-        return env
-
-    def _task_env(self) -> dict[str, str]:
-        env = self._base_env()
-        env["DISPLAY"] = self.display
-        return env
-
-    def _start_display(self, attempts: int = 3) -> str:
-        """Xvfb on a free display + openbox; retried, since another server may race for the number."""
-        missing = [b for b in ("Xvfb", "openbox", "wmctrl", "xterm") if shutil.which(b) is None]
+    def _start_own_display(self, attempts: int = 3) -> str:
+        """A sandbox whose first session process is Xvfb on a claimed display number; retried on another
+        number, since a server outside the lock-file convention may hold one."""
+        missing = [b for b in ("Xvfb", "openbox", "wmctrl", "xterm", "dbus-daemon") if shutil.which(b) is None]
         if missing:
             raise FileNotFoundError(f"the local desktop needs {', '.join(missing)} "
-                                    f"(apt-get install xvfb openbox wmctrl xterm)")
-        rc = self.root / "openbox" / "rc.xml"
-        rc.parent.mkdir(exist_ok=True)
-        rc.write_text(_OPENBOX_RC)
+                                    f"(apt-get install xvfb openbox wmctrl xterm dbus-daemon)")
+        check_bwrap()
         error = ""
         for _ in range(attempts):
+            number, self._display_lock = _claim_display()
             try:
-                return self._start_xvfb_and_wm(rc)
+                self._start_sandbox(f":{number}", None)
+                w, h = self.size
+                # -noreset: without it the server regenerates (recompiling its keymap into /tmp) each time
+                # its last client goes, which a revert between tasks may be wiping
+                self._xvfb = self.sandbox.launch(["Xvfb", f":{number}", "-screen", "0", f"{w}x{h}x24",
+                                                  "-nolisten", "tcp", "-ac", "-noreset"], session=True)
+                self._wait(lambda: _x_ready(number), f"Xvfb on :{number}", pid=self._xvfb)
+                return f":{number}"
             except RuntimeError as e:
                 error = str(e)
-                for proc in (getattr(self, "_wm", None), getattr(self, "_xvfb", None)):
-                    if proc is not None and proc.poll() is None:
-                        proc.kill()
-                        proc.wait(timeout=5)
-                self._session_pids.clear()
+                self._stop_sandbox()
         raise RuntimeError(error)
 
-    def _start_xvfb_and_wm(self, rc: Path) -> str:
-        env = self._base_env()
-        read_fd, write_fd = os.pipe()
-        with open(self.root / "xvfb.log", "wb") as log:
-            self._xvfb = subprocess.Popen(
-                ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", f"{self.size[0]}x{self.size[1]}x24",
-                 "-nolisten", "tcp", "-ac"],
-                pass_fds=(write_fd,), env=env, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
-        os.close(write_fd)
-        self._session_pids.append(self._xvfb.pid)
-        number = b""
-        with os.fdopen(read_fd, "rb") as f:  # Xvfb writes "<n>\n" once it listens (EOF if it dies)
-            while not number.endswith(b"\n"):
-                chunk = f.read(1)
-                if not chunk:
-                    break
-                number += chunk
-        if not number.strip().isdigit():
-            raise RuntimeError(f"Xvfb did not start: {_tail(self.root / 'xvfb.log')}")
-        display = f":{number.strip().decode()}"
-        env["DISPLAY"] = display
-        with open(self.root / "openbox.log", "wb") as log:
-            self._wm = subprocess.Popen(["openbox", "--config-file", str(rc)], env=env, cwd=self.home,
-                                        stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
-        self._session_pids.append(self._wm.pid)
-        # openbox owns the WM selection once wmctrl can talk to it
-        deadline = time.time() + 10
-        while subprocess.run(["wmctrl", "-m"], env=env, capture_output=True).returncode != 0:
-            if time.time() > deadline or self._wm.poll() is not None or self._xvfb.poll() is not None:
-                raise RuntimeError(f"openbox did not start on {display} (openbox: "
-                                   f"{_tail(self.root / 'openbox.log')}; Xvfb: {_tail(self.root / 'xvfb.log')})")
+    def _wait(self, ready, what: str, pid: int | None = None) -> None:
+        deadline = time.time() + SESSION_START_S
+        while not ready():
+            if time.time() > deadline or (pid is not None and not self.sandbox.alive([pid])):
+                log = self.sandbox.state / "launched.log"
+                tail = log.read_text(errors="replace")[-600:] if log.is_file() else ""
+                raise RuntimeError(f"{what} did not start: {tail.strip() or 'no output'}")
             time.sleep(0.05)
-        return display
 
-    def _restore_home(self) -> None:
-        """Wipe the sandbox home and copy the template in (OSWorld's snapshot revert)."""
-        if self.home.exists():
-            _check_sandbox_home(self.home)
-            shutil.rmtree(self.home)
+    def _start_session(self) -> None:
+        """The session bus, and the window manager on our own display."""
+        bus = self.sandbox.launch(["dbus-daemon", "--session", "--address", SESSION_BUS, "--nofork",
+                                   "--nopidfile"], session=True)
+        self._wait(lambda: (self.sandbox.runtime / "bus").exists(), "the session bus", pid=bus)
+        if self._xvfb is not None:
+            wm = self.sandbox.launch(["openbox", "--config-file", f"{ETC_DIR}/openbox-rc.xml"], session=True)
+            self._wait(lambda: self.sandbox.run(["wmctrl", "-m"], timeout=5).returncode == 0,
+                       f"openbox on {self.display}", pid=wm)
+
+    def _check_gsettings(self) -> None:
+        """Without the dconf backend, GLib keeps gsettings writes in memory and exits 0: a task's
+        `gsettings set` would do nothing while looking fine. Refuse to run so."""
+        if self.controller.which("gsettings") is None:
+            return
+        r = self.controller.run(["gsettings", "get", "org.gnome.desktop.interface", "text-scaling-factor"])
+        if "Can't find module 'dconf'" in r.error:
+            raise FileNotFoundError("gsettings would save nothing here: the dconf backend is missing "
+                                    "(apt-get install dconf-gsettings-backend)")
+
+    def _revert(self) -> None:
+        """OSWorld's snapshot revert: only the X server survives; home, /tmp and the runtime folder are
+        restored; the session starts afresh."""
+        self.sandbox.kill(keep=(self._xvfb,) if self._xvfb is not None else (), grace_s=0)
+        _empty(self.sandbox.home, keep={SANDBOX_MARK} if self._given_home is not None else set())
+        _empty(self.sandbox.runtime)
+        number = self.display.split(":")[-1].split(".")[0]
+        _empty(self.sandbox.tmp, keep={X11_SOCKETS.name, f".X{number}-lock"})  # Xvfb's socket mount, lock
+        home = self.sandbox.home
         if self.home_template is not None:
-            shutil.copytree(self.home_template, self.home, symlinks=True)
-        else:
-            self.home.mkdir(parents=True)
+            shutil.copytree(self.home_template, home, symlinks=True, dirs_exist_ok=True)
+        for src in sorted(PRESET_HOME.rglob("*")):  # the template wins over the presets
+            dst = home / src.relative_to(PRESET_HOME)
+            if src.is_dir():
+                dst.mkdir(exist_ok=True)
+            elif not dst.exists():
+                shutil.copyfile(src, dst)
         for d in HOME_SKELETON:
-            (self.home / d).mkdir(exist_ok=True)
-        (self.home / SANDBOX_MARK).write_text(_SANDBOX_NOTE)
+            (home / d).mkdir(exist_ok=True)
+        shutil.rmtree(self.controller.cache_dir, ignore_errors=True)
+        self._start_session()
 
-    def _kill_task_processes(self) -> None:
-        """Everything the previous task started goes; the display and window manager stay."""
-        self.controller.kill_all(grace_s=0, exclude=frozenset(self._session_pids))
+    def _stop_sandbox(self) -> None:
+        if self.sandbox is not None:
+            self.sandbox.close()
+        self._xvfb = None
+        lock, self._display_lock = self._display_lock, None
+        if lock is not None:  # Xvfb removed its socket unless it was killed; the number is ours until here
+            number = lock.name[2:].split("-")[0]
+            (X11_SOCKETS / f"X{number}").unlink(missing_ok=True)
+            lock.unlink(missing_ok=True)
 
     # ---- Environment protocol --------------------------------------------------------------
     @property
@@ -321,11 +232,7 @@ class DesktopEnvironment:
     def reset(self, task: Task | dict | str | Path | None = None) -> Observation:
         if self._closed:
             raise RuntimeError("this DesktopEnvironment is closed")
-        self._kill_task_processes()
-        for log in (self.root / "runtime").glob("terminal-*.log"):
-            log.unlink()
-        self._restore_home()
-        shutil.rmtree(self.controller.cache_dir, ignore_errors=True)
+        self._revert()
         self.action_history = []
         self.skip_reason = self.setup_error = None
         self.task = as_task(task) if task is not None else None
@@ -358,14 +265,7 @@ class DesktopEnvironment:
                 self._executor.close()
             except Exception:
                 pass
-        if getattr(self, "controller", None) is not None:
-            self.controller.kill_all(grace_s=3.0)
-        for name in ("_wm", "_xvfb"):
-            proc = getattr(self, name, None)
-            if proc is not None:
-                if proc.poll() is None:
-                    proc.kill()
-                proc.wait(timeout=5)
+        self._stop_sandbox()
         shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> "DesktopEnvironment":
@@ -388,9 +288,47 @@ def _check_sandbox_home(home: Path) -> None:
                          f"reset. Give an empty or new folder (the template goes in home_template=)")
 
 
-def _tail(path: Path, chars: int = 400) -> str:
-    text = path.read_text(errors="replace").strip() if path.is_file() else ""
-    return text[-chars:] or "no output"
+def _empty(folder: Path, keep: set[str] = frozenset()) -> None:
+    """Remove what `folder` holds (not the folder: it is a mount point in the sandbox)."""
+    for entry in folder.iterdir():
+        if entry.name in keep:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def _claim_display(first: int = FIRST_DISPLAY) -> tuple[int, Path]:
+    """A free X display number, claimed with the X lock file `/tmp/.X<n>-lock` (our pid), which every X
+    server and our tests check before taking a number."""
+    for n in range(first, first + 1000):
+        lock = Path(f"/tmp/.X{n}-lock")
+        if (X11_SOCKETS / f"X{n}").exists():
+            continue
+        try:
+            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        except FileExistsError:
+            continue
+        os.write(fd, f"{os.getpid():>10}\n".encode())
+        os.close(fd)
+        return n, lock
+    raise RuntimeError("no free X display number")
+
+
+def _x_ready(number: int) -> bool:
+    """The X server answers a connection: it has initialised (it listens before it has compiled its
+    keymap into /tmp, which a revert must not wipe under it)."""
+    if not (X11_SOCKETS / f"X{number}").exists():
+        return False
+    from Xlib import display, error
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # python-xlib prints xauth warnings
+            display.Display(f":{number}").close()
+        return True
+    except (error.DisplayError, error.ConnectionClosedError, OSError):
+        return False
 
 
 def _screen_size(display: str) -> tuple[int, int]:

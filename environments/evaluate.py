@@ -23,7 +23,10 @@ from agent.actions import Action
 from environments.base import EvalResult
 from environments.controller import Controller
 from environments.getters import GETTERS
+from environments.getters import NOT_IMPLEMENTED as GETTERS_NOT_IMPLEMENTED
 from environments.metrics import METRICS, Unsupported
+from environments.metrics import NOT_IMPLEMENTED as METRICS_NOT_IMPLEMENTED
+from environments.metrics.table import TABLE_RULE_TYPES
 from environments.setup import SetupError, TaskSkipped, locate, offline_blocker, run_steps
 from environments.tasks import GetterSpec, Task, load_task
 
@@ -41,20 +44,40 @@ def is_fail(action: Any) -> bool:
     return False
 
 
-def evaluation_blocker(task: Task, controller: Controller | None = None) -> str | None:
-    """Why the evaluator cannot score `task` here (unknown metric/getter, reference file not offline)."""
+def _unsupported(kind: str, name: str, why: str | None) -> str:
+    return f"unsupported: {kind} {name!r}" + (f" ({why})" if why else "")
+
+
+def evaluator_problem(task: Task) -> str | None:
+    """What in the task's evaluator this harness does not implement (metric, getter, compare_table
+    rule), read from the task file alone; None if everything is implemented."""
     ev = task.evaluator
     if ev.func == "" or ev.func == []:
         return "unsupported: the task has no evaluator (func is empty)"
     if ev.func == "infeasible":
         return None
-    for func, result, expected, _ in ev.metrics():
+    for func, result, expected, options in ev.metrics():
         if func not in METRICS:
-            return f"unsupported: metric {func!r}"
+            return _unsupported("metric", func, METRICS_NOT_IMPLEMENTED.get(func))
         for getter in (result, expected):
             if getter is not None and getter.type not in GETTERS:
-                return f"unsupported: getter {getter.type!r}"
-            if controller is not None and getter is not None and getter.type == "cloud_file":
+                return _unsupported("getter", getter.type, GETTERS_NOT_IMPLEMENTED.get(getter.type))
+        if func == "compare_table":
+            for rule in options.get("rules") or []:
+                if isinstance(rule, dict) and rule.get("type") not in TABLE_RULE_TYPES:
+                    return _unsupported("compare_table rule", rule.get("type"), None)
+    return None
+
+
+def evaluation_blocker(task: Task, controller: Controller | None = None) -> str | None:
+    """Why the evaluator cannot score `task` here: something not implemented (evaluator_problem), or,
+    given a controller, a reference file that is not available offline."""
+    problem = evaluator_problem(task)
+    if problem is not None or task.evaluator.func == "infeasible" or controller is None:
+        return problem
+    for _, result, expected, _ in task.evaluator.metrics():
+        for getter in (result, expected):
+            if getter is not None and getter.type == "cloud_file":
                 urls = getter.options.get("path")
                 for url in urls if isinstance(urls, list) else [urls]:
                     if locate(url, controller) is None:
@@ -158,6 +181,7 @@ def start_task(task: Task, controller: Controller, *, blocker: str | None = None
     The config steps run only when nothing blocks the task: `blocker` (the environment's own reason),
     the offline checks and the evaluator's. `settle_s` after a clean setup lets launched apps draw.
     """
+    controller.failed_commands = []
     skip_reason = blocker or offline_blocker(task, controller) or evaluation_blocker(task, controller)
     if skip_reason is not None:
         return skip_reason, None
@@ -189,8 +213,12 @@ def evaluate_environment(task: Task | None, controller: Controller, action_histo
     if skip_reason is not None:
         return EvalResult(status="skipped", reason=skip_reason)
     if setup_error is not None:
-        return EvalResult(status="error", reason=f"setup failed: {setup_error}")
-    return evaluate_task(task, controller, action_history)
+        result = EvalResult(status="error", reason=f"setup failed: {setup_error}")
+    else:
+        result = evaluate_task(task, controller, action_history)
+    if controller.failed_commands:  # OSWorld ignores a failing setup command; the report names it
+        result.details["failed_commands"] = list(controller.failed_commands)
+    return result
 
 
 def _scored(score: float, per_metric: list[dict], t0: float, reason: str) -> EvalResult:

@@ -25,6 +25,7 @@ from typing import Any, Callable
 from urllib.parse import unquote, urlparse
 
 from environments.controller import Controller
+from environments.sandbox import absolute
 from environments.tasks import SetupStep, Task, truthy
 from tools.browser import CHROMIUM, CHROMIUM_ARGS
 CDP_CONNECT_TRIES = 30  # OSWorld: 15 tries, 5 s apart; a local chromium is up within seconds
@@ -99,6 +100,9 @@ def step_execute(c: Controller, command: str | list[str], shell: Any = False, st
             (c.task_cache / stdout).write_text(result.output)
         if stderr:
             (c.task_cache / stderr).write_text(result.error)
+        if not until and result.returncode != 0:  # OSWorld goes on; the report shows it
+            c.failed_commands.append({"command": command, "returncode": result.returncode,
+                                      "error": result.error[-2000:]})
         if not until or _until_met(until, result):
             return
         failures += 1
@@ -118,7 +122,7 @@ def step_launch(c: Controller, command: str | list[str], shell: Any = False) -> 
     shell = truthy(shell)
     if not shell:
         exe = command.split()[0] if isinstance(command, str) else command[0]
-        if c.which(c.map_text(exe)) is None and not Path(c.map_path(exe)).is_file():
+        if c.which(exe) is None:
             raise TaskSkipped(f"missing app: {exe}")
     c.launch(command, shell=shell)
 
@@ -128,8 +132,12 @@ def step_sleep(c: Controller, seconds: float) -> None:
 
 
 def step_open(c: Controller, path: str) -> None:
-    target = c.map_path(path)
-    if target.exists():
+    target = Path(absolute(path))
+    try:
+        exists = c.host_path(target).exists()
+    except FileNotFoundError:
+        exists = False
+    if exists:
         c.launch(["xdg-open", str(target)])
     elif c.which(path):
         c.launch([path])
@@ -189,7 +197,7 @@ def step_chrome_close_tabs(c: Controller, urls_to_close: list[str]) -> None:
 
 
 def step_update_browse_history(c: Controller, history: list[dict]) -> None:
-    db = c.map_path("~/.config/google-chrome/Default/History")
+    db = c.host_path("~/.config/google-chrome/Default/History", write=True)
     db.parent.mkdir(parents=True, exist_ok=True)
     db.write_bytes(history_template())
     now_us = int((time.time() + CHROME_EPOCH_OFFSET_S) * 1_000_000)
@@ -343,11 +351,11 @@ def fetch(url: str, controller: Controller, dest: str = "") -> bytes:
     return r.content
 
 
-# Commands that change the machine outside the sandbox home. OSWorld runs them inside a VM; here
-# they would reach the host (as root in a container), so such tasks are skipped unless allowed.
-HOST_CHANGING = re.compile(
-    r"\b(apt-get|apt|aptitude|dpkg|snap)\s+(-\S+\s+)*(install|remove|purge|-i)\b"
-    r"|\b(useradd|adduser|userdel|deluser|usermod|chsh|chpasswd|visudo|loginctl|systemctl"
+# Commands that need root in OSWorld's VM, where `sudo` is real. The sandbox's user has no privileges
+# (its sudo runs commands as the user), so a task built on them cannot be set up or checked here.
+# Package installs are not among them: the apt shims answer those from what is installed.
+NEEDS_ROOT = re.compile(
+    r"\b(useradd|adduser|userdel|deluser|usermod|groupadd|chsh|chpasswd|visudo|loginctl|systemctl"
     r"|timedatectl|hostnamectl|localectl|reboot|shutdown|poweroff|mount|umount|modprobe|update-alternatives)\b")
 
 
@@ -364,10 +372,10 @@ def _commands(task: Task) -> list[str]:
     return out
 
 
-def host_change(task: Task) -> str | None:
-    """The first host-changing command of `task` (see HOST_CHANGING), or None."""
+def needs_root(task: Task) -> str | None:
+    """The first command of `task` that needs root in a VM (see NEEDS_ROOT), or None."""
     for cmd in _commands(task):
-        m = HOST_CHANGING.search(cmd)
+        m = NEEDS_ROOT.search(cmd)
         if m:
             return m.group(0)
     return None
@@ -377,8 +385,8 @@ def offline_blocker(task: Task, controller: Controller) -> str | None:
     """Why `task` cannot run here, checked before anything starts; None if nothing blocks it."""
     if task.proxy:
         return "needs the internet: proxy=true task (live site behind a residential proxy)"
-    if not controller.allow_host_changes and (change := host_change(task)):
-        return f"unsafe without a VM: the task runs {change!r} on the host (allow_host_changes=True to run it)"
+    if command := needs_root(task):
+        return f"unsupported: the task runs {command!r}, which needs root in OSWorld's VM; the sandbox's user has none"
     steps = list(task.config) + list(task.evaluator.postconfig)
     for step in steps:
         if step.type in ACCOUNT_STEPS:
@@ -404,7 +412,7 @@ def offline_blocker(task: Task, controller: Controller) -> str | None:
         if step.type == "launch" and not truthy(step.parameters.get("shell", False)):
             cmd = step.parameters.get("command")
             exe = cmd.split()[0] if isinstance(cmd, str) else (cmd or [""])[0]
-            if exe and controller.which(controller.map_text(exe)) is None:
+            if exe and controller.which(exe) is None:
                 return f"missing app: {exe}"
     return None
 

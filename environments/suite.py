@@ -73,7 +73,7 @@ class EvalSettings:
     api_key: str | None = None
     max_steps: int | None = None  # None: each task's own budget, else DEFAULT_MAX_STEPS
     prompt_profile: str = "qwen"
-    coord_divisor: float = 1000
+    coord_divisor: float | None = None  # None: the profile's (agent.coords.PROFILE_GRID)
     mirror: str | None = None
     policy_options: dict = field(default_factory=dict)  # extra keyword arguments of the policy (max_new_tokens, ...)
     shared_server: str | None = None  # embedded with parallel workers: the parent's engine, served on loopback
@@ -149,7 +149,7 @@ def load_oracle(task: Task) -> list[str]:
 # ---- embedded agent with parallel workers: one engine in the parent ------------------------------------
 
 SHARED_MODEL_NAME = "embedded"
-_LOADING_OPTIONS = ("dtype", "device", "progress", "kv_cache_memory", "max_model_len")
+_LOADING_OPTIONS = ("dtype", "device", "progress", "kv_cache_memory", "max_model_len", "constrained")
 
 
 def shared_sampling(policy_options: dict) -> dict:
@@ -170,8 +170,15 @@ def start_shared_engine(settings: EvalSettings, max_num_seqs: int):
     engine = Engine.from_pretrained(settings.model or DEFAULT_MODEL, max_num_seqs=max_num_seqs,
                                     kv_cache_memory=options.get("kv_cache_memory", "0.25"),
                                     max_model_len=options.get("max_model_len"), **loading)
+    factory = {}
+    if options.get("constrained", True):   # as EmbeddedPolicy: every reply is one valid computer_use call
+        from model.constraints import ToolCallGrammar
+
+        m = engine.model
+        grammar = ToolCallGrammar(m.preprocessor.tokenizer, m.config.text.vocab_size, m.eos_token_ids)
+        factory = {"constraint_factory": lambda body, tokenizer: grammar.constraint()}
     try:
-        return serve_engine(engine, SHARED_MODEL_NAME), engine
+        return serve_engine(engine, SHARED_MODEL_NAME, **factory), engine
     except BaseException:
         engine.close()
         engine.model.close()

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from model.config import Qwen3VLConfig
+from model.constraints import TokenConstraint
 from model.parallel import TensorParallel, WorkerPool
 from model.rope import mrope_axis_of_slot, mrope_cos_sin, rope_index, text_inv_freq
 from model.text import KVCache, TextDecoder, attention_mask_for
@@ -371,24 +372,30 @@ class Qwen3VL(nn.Module):
                  video_grid_thw: Tensor | None = None, max_new_tokens: int = 32, temperature: float = 0.0,
                  top_p: float = 1.0, top_k: int = 0, repetition_penalty: float = 1.0,
                  presence_penalty: float = 0.0, seed: int | None = None, stream: StreamCallback | None = None,
-                 eos_token_ids: list[int] | None = None, mm_token_type_ids: Tensor | None = None) -> Tensor:
+                 eos_token_ids: list[int] | None = None, mm_token_type_ids: Tensor | None = None,
+                 constraints: list[TokenConstraint | None] | None = None) -> Tensor:
         """New token ids [B, T] (T <= max_new_tokens); rows that stopped early are filled with the pad id.
 
         Stops a row at any of `eos_token_ids` (default: the checkpoint's generation_config.json); the eos
-        token itself is returned. `stream(tokens [B])` is called after every step."""
+        token itself is returned. `stream(tokens [B])` is called after every step. `constraints[b]` (see
+        model/constraints.py) masks row b's logits before each sampling step and is told the chosen token;
+        None leaves a row free. Constraints live on rank 0, whose tokens every rank uses."""
         kwargs = dict(input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values,
                       image_grid_thw=image_grid_thw, pixel_values_videos=pixel_values_videos,
                       video_grid_thw=video_grid_thw, max_new_tokens=max_new_tokens, temperature=temperature,
                       top_p=top_p, top_k=top_k, repetition_penalty=repetition_penalty,
                       presence_penalty=presence_penalty, seed=seed, eos_token_ids=eos_token_ids)
-        return self._on_all_ranks("_generate", kwargs, local_only=dict(stream=stream))
+        if constraints is not None and len(constraints) != input_ids.shape[0]:
+            raise ValueError(f"constraints must have one entry per row ({input_ids.shape[0]}), got {len(constraints)}")
+        return self._on_all_ranks("_generate", kwargs, local_only=dict(stream=stream, constraints=constraints))
 
     @torch.inference_mode()
     def _generate(self, input_ids: Tensor, attention_mask: Tensor | None, pixel_values: Tensor | None,
                   image_grid_thw: Tensor | None, pixel_values_videos: Tensor | None, video_grid_thw: Tensor | None,
                   max_new_tokens: int, temperature: float, top_p: float, top_k: int, repetition_penalty: float,
                   presence_penalty: float, seed: int | None, eos_token_ids: list[int] | None,
-                  stream: StreamCallback | None = None) -> Tensor:
+                  stream: StreamCallback | None = None,
+                  constraints: list[TokenConstraint | None] | None = None) -> Tensor:
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         params = SamplingParams(temperature, top_p, top_k, repetition_penalty, presence_penalty).check()
@@ -415,9 +422,16 @@ class Qwen3VL(nn.Module):
         self._sync()
         t1 = time.perf_counter()
         steps = 0
+        rows = [] if constraints is None else [(b, c) for b, c in enumerate(constraints) if c is not None]
         for step in range(max_new_tokens):
+            for b, c in rows:
+                if not done[b]:
+                    c.mask_logits(logits[b])
             token = self.tp.broadcast(next_tokens(logits, params, seen, generated, generator))   # rank 0's choice
             token = torch.where(done, torch.full_like(token, pad_id), token)
+            for b, c in rows:
+                if not done[b]:
+                    c.advance(int(token[b]))
             out[:, step] = token
             steps = step + 1
             if stream is not None:

@@ -45,6 +45,7 @@ KINDS = {
     "dense_untied": dict(tied=False),
     "dense_sharded": dict(tied=False, max_shard_size="20MB"),
     "moe": dict(tied=False, moe=True),
+    "dense_qwen_bpe": dict(tied=True, tokenizer="qwen_bpe"),  # the real Qwen BPE (tests/qwen_tokenizer.py)
 }
 
 
@@ -77,7 +78,7 @@ def build_model(tied: bool = True, moe: bool = False, seed: int = 0, **overrides
 
 
 def save_checkpoint(path: str | Path, tied: bool = True, moe: bool = False, max_shard_size: str | None = None,
-                    seed: int = 0, **overrides) -> Path:
+                    seed: int = 0, tokenizer: str = "bytes", **overrides) -> Path:
     """Write a complete tiny checkpoint folder (weights, configs, tokenizer, processor) and return its path."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -86,6 +87,10 @@ def save_checkpoint(path: str | Path, tied: bool = True, moe: bool = False, max_
     model.save_pretrained(str(path), **kwargs)
     (path / "generation_config.json").write_text(json.dumps(GENERATION_CONFIG, indent=2))
     save_processor(path)
+    if tokenizer == "qwen_bpe":  # same ids and chat template, real merges instead of one token per byte
+        from qwen_tokenizer import save_tokenizer
+
+        save_tokenizer(path)
     return path
 
 

@@ -65,7 +65,14 @@ def build_tokenizer() -> Qwen2Tokenizer:
     vocab = {ch: i for i, ch in enumerate(bytes_to_unicode().values())}
     vocab.update({f"<filler_{i}>": i for i in range(256, FIRST_SPECIAL_ID)})
     vocab.update({t: FIRST_SPECIAL_ID + j for j, t in enumerate(SPECIALS)})
-    tok = Qwen2Tokenizer(vocab=vocab, merges=[], unk_token=None, bos_token=None,
+    return qwen_tokenizer_from(vocab, [])
+
+
+def qwen_tokenizer_from(vocab: dict[str, int], merges: list) -> Qwen2Tokenizer:
+    """A Qwen2Tokenizer over `vocab` (SPECIALS included at their ids) and `merges`, with Qwen's special tokens
+    and the chat template. <|...|> are control tokens (skipped when decoding); <tool_call>, <think>, ... are
+    text the model writes."""
+    tok = Qwen2Tokenizer(vocab=vocab, merges=merges, unk_token=None, bos_token=None,
                          eos_token="<|im_end|>", pad_token="<|endoftext|>")
     tok.backend_tokenizer.add_special_tokens(
         [AddedToken(t, special=True, normalized=False) for t in SPECIALS if t.startswith("<|")])

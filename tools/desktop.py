@@ -9,8 +9,12 @@ Semantics the schema leaves open (shared with the browser executor through tools
 - `scroll` / `hscroll`: `pixels` counts wheel notches, like OSWorld's `pyautogui.scroll(pixels)`;
   scroll positive = up, hscroll positive = right (pyautogui's convention). With a target the pointer
   moves there first, so the wheel reaches the element under it.
-- `type`: "\n" presses Enter; other text goes through pyautogui when it is plain ASCII and otherwise is
-  pasted (xclip/xsel + ctrl+v), or typed by `xdotool type` when no clipboard tool is installed.
+- `type`: "\n" presses Enter; plain ASCII is typed key by key through XTest, each key held and released
+  with a pause (`type_interval`) between keystrokes: with none, LibreOffice takes a release and the
+  next press of the same key for auto-repeat and drops letters ("Sheet2" → "Shet2"), which is what
+  pyautogui.write does; and the keycode of each character comes from the server's keymap, where
+  pyautogui's own table types "<" as ">". Other text is pasted (xclip/xsel + ctrl+v), or typed by
+  `xdotool type` when no clipboard tool is installed.
 - a click without a target clicks where the pointer is.
 """
 
@@ -31,8 +35,9 @@ from tools.base import CLICKS, ScreenGeometry, require_target, run_without_devic
 from tools.keys import parse_chord, pyautogui_key
 from tools.screenshots import grab, monitors, open_mss
 
-# Characters pyautogui.write types on X11 without help (it silently drops anything else).
-_PYAUTOGUI_TYPEABLE = frozenset(chr(c) for c in range(0x20, 0x7F)) | {"\t"}
+# Characters typed key by key; their X keysyms are their code points, Tab's is XK_Tab.
+_KEY_TYPEABLE = frozenset(chr(c) for c in range(0x20, 0x7F)) | {"\t"}
+TYPE_INTERVAL_S = 0.02  # per keystroke: LibreOffice loses repeated letters at 0 (12 of 12 test lines)
 
 
 def geometry_for_monitor(
@@ -122,7 +127,7 @@ class DesktopExecutor:
         self,
         display: str | None = None,
         monitor: int = 1,
-        type_interval: float = 0.0,
+        type_interval: float = TYPE_INTERVAL_S,
         drag_duration: float = 0.4,
     ):
         self._pg = _load_pyautogui(display)
@@ -230,10 +235,49 @@ class DesktopExecutor:
                 pg.keyUp(k)
 
     def _type_line(self, line: str) -> None:
-        if set(line) <= _PYAUTOGUI_TYPEABLE:
+        strokes = self._keystrokes(line) if set(line) <= _KEY_TYPEABLE else None
+        if strokes is None:
+            self._paste(line)
+        elif sys.platform != "linux":
             self._pg.write(line, interval=self.type_interval)
         else:
-            self._paste(line)
+            self._type_keys(strokes)
+
+    def _keystrokes(self, line: str) -> list[tuple[int, bool]] | None:
+        """(keycode, with shift) per character from the server's keymap; None if one has no key."""
+        if sys.platform != "linux":
+            return []
+        from Xlib import XK
+
+        display = self._pg._pyautogui_x11._display
+        strokes = []
+        for ch in line:
+            keysym = XK.XK_Tab if ch == "\t" else ord(ch)
+            # (keycode, index): index 0 is the key's plain symbol, 1 its shifted one
+            options = sorted((i, code) for code, i in display.keysym_to_keycodes(keysym) if i in (0, 1))
+            if not options:
+                return None
+            strokes.append((options[0][1], options[0][0] == 1))
+        return strokes
+
+    def _type_keys(self, strokes: list[tuple[int, bool]]) -> None:
+        from Xlib import X, XK
+        from Xlib.ext.xtest import fake_input
+
+        display = self._pg._pyautogui_x11._display
+        shift = display.keysym_to_keycode(XK.XK_Shift_L)
+        half = self.type_interval / 2
+        for keycode, shifted in strokes:
+            if shifted:
+                fake_input(display, X.KeyPress, shift)
+            fake_input(display, X.KeyPress, keycode)
+            display.sync()
+            time.sleep(half)
+            fake_input(display, X.KeyRelease, keycode)
+            if shifted:
+                fake_input(display, X.KeyRelease, shift)
+            display.sync()
+            time.sleep(half)
 
     def _paste(self, text: str) -> None:
         env = {**os.environ, "DISPLAY": self.display or os.environ.get("DISPLAY", "")}

@@ -464,6 +464,8 @@ def chrome_tasks() -> list[tuple[dict, list[str]]]:
 
 
 def all_tasks() -> dict[str, list[tuple[dict, list[str]]]]:
+    from generate_apps import app_tasks  # the LibreOffice, GIMP and VLC tasks (it imports this script's helpers)
+
     return {
         "flights": flights() + flights_infeasible(),
         "forms": forms(),
@@ -471,6 +473,7 @@ def all_tasks() -> dict[str, list[tuple[dict, list[str]]]]:
         "os": os_tasks(),
         "text_editing": text_editing_tasks(),
         "chrome": chrome_tasks(),
+        **app_tasks(),
     }
 
 

@@ -26,9 +26,10 @@ from model.engine.inputs import request_from_ids
 from model.server.media import MediaPolicy, to_qwen_messages
 from model.server.metrics import ServerMetrics
 from model.server.protocol import APIError, ChatCompletionRequest, CompletionRequest, _Sampling
+from model.server.structured import constraint_for
 from model.server.tool_calls import TOOL_CALL_START, parse_tool_calls
 
-# (request, tokenizer) -> TokenConstraint | None; see constraint_for()
+# (request, tokenizer) -> TokenConstraint | None; default: model/server/structured.py
 ConstraintFactory = Callable[[ChatCompletionRequest, object], object]
 
 
@@ -39,24 +40,6 @@ class ServerSettings:
     max_body_bytes: int = 100 * 2 ** 20
     media: MediaPolicy = field(default_factory=MediaPolicy)
     model_path: str = ""
-
-
-def constraint_for(request: ChatCompletionRequest, tokenizer):
-    """The grammar constraint a request asks for (response_format json_object/json_schema, tool_choice required or
-    a named function), built by model/constraints.py (grammar-constrained decoding). Hook: where that module is not
-    there, such a request is refused with a 400 instead of being answered unconstrained."""
-    wants_format = request.response_format is not None and request.response_format.type != "text"
-    wants_tool = request.tools and (request.tool_choice == "required" or not isinstance(request.tool_choice,
-                                                                                         (str, type(None))))
-    if not (wants_format or wants_tool):
-        return None
-    try:
-        from model import constraints
-    except ImportError:
-        raise APIError(400, "response_format and tool_choice 'required' / a named function need grammar-constrained "
-                            "decoding, which this server does not have (model/constraints.py)",
-                       param="response_format" if wants_format else "tool_choice") from None
-    return constraints.for_request(request, tokenizer)
 
 
 class _Guard:
@@ -135,13 +118,16 @@ def _sse(data: dict | str) -> str:
     return f"data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-def build_app(engine: Engine, settings: ServerSettings, constraint_factory: ConstraintFactory = constraint_for):
+def build_app(engine: Engine, settings: ServerSettings, constraint_factory: ConstraintFactory | None = None):
     """The ASGI application (FastAPI inside the body-size/API-key guard)."""
     app = FastAPI(title="qvl-agent", docs_url=None, redoc_url=None, openapi_url=None)
     metrics = ServerMetrics(engine, settings.served_model_name)
     app.state.engine, app.state.metrics = engine, metrics
     model = engine.model
     tokenizer = model.preprocessor.tokenizer
+    if constraint_factory is None:
+        def constraint_factory(body: ChatCompletionRequest, tok):
+            return constraint_for(body, tok, model.config.text.vocab_size, sorted(engine.eos_token_ids))
 
     @app.exception_handler(APIError)
     async def api_error(_: Request, e: APIError):
@@ -229,7 +215,7 @@ def build_app(engine: Engine, settings: ServerSettings, constraint_factory: Cons
         max_tokens = body.max_completion_tokens or body.max_tokens
         options = _options(body, len(ids), engine.max_model_len, max_tokens,
                            body.skip_special_tokens and not use_tools)
-        constraint = constraint_factory(body, tokenizer) if constraint_factory is not None else None
+        constraint = constraint_factory(body, tokenizer)
         try:
             return request_from_ids(ids, vision, model.config, options, constraint, f"chatcmpl-{uuid.uuid4().hex}")
         except ValueError as e:

@@ -109,7 +109,7 @@ def test_run_with_script_completes_the_contact_form(recorded_run, centres, capsy
     assert "Bonjour, ça marche !" in report and "data:image" not in report   # images are files, not base64
     thumbs = re.findall(r"src='(report_files/step_\d+\.jpg)'", report)
     assert len(thumbs) == 10 and all((out / t).read_bytes()[:3] == b"\xff\xd8\xff" for t in thumbs)   # JPEG
-    assert report.count("<li><a href='#step-") == 10                       # the step index at the top
+    assert report.count("<li><a href='#step_") == 10                       # the step index at the top
     assert len(report.encode()) < 30_000
     # progress per step, then the result
     lines = printed.out.splitlines()
@@ -181,7 +181,7 @@ def test_sigterm_ends_a_run_like_ctrl_c_with_result_and_report(tmp_path, chromiu
     result = json.loads((out / "result.json").read_text())
     assert result["status"] == "error" and result["error"] == "interrupted" and 2 <= result["steps"] < 30
     report = (out / "report.html").read_text()
-    assert report.count("<li><a href='#step-") == len(load_steps(out)) >= 2
+    assert report.count("<li><a href='#step_") == len(load_steps(out)) >= 2
 
 
 def test_report_rebuilds_a_killed_run_and_skips_a_torn_screenshot(tmp_path, chromium_path, capsys):
@@ -197,7 +197,7 @@ def test_report_rebuilds_a_killed_run_and_skips_a_torn_screenshot(tmp_path, chro
     assert capsys.readouterr().out.strip() == (f"{out / 'report.html'}: {len(steps)} step(s); the run has no "
                                                 "result.json (it was killed)")
     report = (out / "report.html").read_text()
-    assert report.count("<li><a href='#step-") == len(steps)
+    assert report.count("<li><a href='#step_") == len(steps)
     assert report.count("src='report_files/step_") == len(steps) - 1 and "(screenshot unreadable)" in report
     assert "none recorded" in report
 

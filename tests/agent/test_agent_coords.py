@@ -77,3 +77,50 @@ def test_visual_tokens_table_from_the_doc(size, max_pixels, tokens):
 
 def test_visual_tokens_default_is_the_processor_budget():
     assert visual_tokens((1280, 800)) == 40 * 25
+
+
+# ---------------------------------------------------------------- OSWorld's pixel
+
+def osworld_adjust(x: float, y: float, original_width: int, original_height: int) -> tuple[int, int]:
+    """Transcription of mm_agents/qwen3vl_agent.py parse_response.adjust_coordinates, coordinate_type="relative"."""
+    x_scale = original_width / 999
+    y_scale = original_height / 999
+    return int(x * x_scale), int(y * y_scale)
+
+
+@pytest.mark.parametrize("size", [(1920, 1080), (1280, 720), (1, 1), (3840, 2160), (1366, 768)])
+def test_osworld_profile_clicks_osworld_pixel_for_every_grid_value(size):
+    from agent.coords import PROFILE_GRID
+
+    divisor, floor = PROFILE_GRID["osworld"]
+    w, h = size
+    clamped = []
+    for v in range(1001):
+        ox, oy = osworld_adjust(v, v, w, h)
+        x, y = to_pixels((v, v), size, divisor, floor)
+        # OSWorld's pixel, except that it is kept on screen (OSWorld's x = W, W + 1 lie outside it)
+        assert (x, y) == (min(ox, w - 1), min(oy, h - 1)), v
+        if ox > w - 1 or oy > h - 1:
+            clamped.append(v)
+    assert clamped == [999, 1000]  # the only values OSWorld sends off screen
+
+
+def test_osworld_edges_and_the_qwen_profile_unchanged():
+    from agent.coords import PROFILE_GRID
+
+    osw = PROFILE_GRID["osworld"]
+    assert to_pixels((0, 0), (1920, 1080), *osw) == (0.0, 0.0)
+    assert to_pixels((998, 998), (1920, 1080), *osw) == (1918.0, 1078.0)
+    assert to_pixels((500, 500), (1920, 1080), *osw) == (960.0, 540.0)  # 500 * 1.9219.. = 960.96: floor, not round
+    assert to_pixels((321, 321), (1280, 720), *osw) == (411.0, 231.0)
+    assert PROFILE_GRID["qwen"] == (1000, False)
+    assert to_pixels((321, 654), (1920, 1080), *PROFILE_GRID["qwen"]) == (321 / 1000 * 1920, 654 / 1000 * 1080)
+
+
+def test_agent_config_uses_the_profile_grid_unless_overridden():
+    from agent.loop import AgentConfig
+
+    assert (AgentConfig().coord_divisor, AgentConfig().coord_floor) == (1000, False)
+    osw = AgentConfig(prompt_profile="osworld")
+    assert (osw.coord_divisor, osw.coord_floor) == (999, True)
+    assert AgentConfig(prompt_profile="osworld", coord_divisor=1000).coord_divisor == 1000

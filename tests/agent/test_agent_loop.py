@@ -306,6 +306,61 @@ def test_osworld_profile_with_divisor_999():
     assert int(x) == int(999 * 1920 / 999) - 1 and int(y) == int(500 * 1080 / 999)
 
 
+def test_all_calls_of_a_reply_run_in_order_are_recorded_and_replay(tmp_path):
+    env = FakeEnv()
+    three = ("Action: Fill the field.\n" + tc({"action": "left_click", "coordinate": [250, 500]})
+             + "\n" + tc({"action": "type", "text": "hi"}) + "\n" + tc({"action": "key", "keys": ["enter"]}))
+    out = tmp_path / "run"
+    res = run_episode(env, ScriptedPolicy([three, DONE]), "x", env.reset(), config=AgentConfig(), out_dir=out)
+    assert res.status == "success" and res.steps == 4
+    assert [a.action for a, _ in env.steps] == ["left_click", "type", "key", "terminate"]
+    raw = [json.loads(line) for line in (out / "traj.jsonl").read_text().splitlines()]
+    # one OSWorld line per executed call; the calls of one reply share its step_num, response and screenshot
+    assert [(r["step_num"], r["call_index"], r["action"]["action"]) for r in raw] == [
+        (1, 0, "left_click"), (1, 1, "type"), (1, 2, "key"), (2, 0, "terminate")]
+    assert all(OSWORLD_KEYS <= set(r) for r in raw)
+    assert len({r["response"] for r in raw[:3]}) == 1 and len({r["screenshot_file"] for r in raw[:3]}) == 1
+    assert raw[0]["calls_in_reply"] == 3 and raw[0]["target_px"] == [100.0, 125.0]
+    # the model's next turn sees the reply once
+    replayed = FakeEnv()
+    policy = ScriptedPolicy.from_trajectory(out)
+    assert policy.responses == [three, DONE]
+    again = run_episode(replayed, policy, "x", replayed.reset(), config=AgentConfig(), out_dir=tmp_path / "replay")
+    assert again.status == "success" and replayed.steps == env.steps
+    assert [(r.step_num, r.call_index) for r in load_steps(tmp_path / "replay")] == [(1, 0), (1, 1), (1, 2), (2, 0)]
+
+
+def test_a_final_call_ends_the_reply_and_an_unreadable_one_is_reported():
+    env = FakeEnv()
+    reply = tc({"action": "answer", "text": "42"}) + tc({"action": "left_click", "coordinate": [1, 1]})
+    res = run_episode(env, ScriptedPolicy([reply]), "x", env.reset(), config=AgentConfig())
+    assert res.status == "answered" and [a.action for a, _ in env.steps] == ["answer"]
+
+    env = FakeEnv()
+    policy = ScriptedPolicy([tc({"action": "left_click", "coordinate": [1, 1]}) + tc({"action": "fly"}), DONE])
+    run_episode(env, policy, "x", env.reset(), config=AgentConfig())
+    assert [a.action for a, _ in env.steps] == ["left_click", "terminate"]
+    told = [c["text"] for c in policy.last_messages[-1]["content"] if c["type"] == "text"]
+    assert any("The rest of your last reply was not executed: unknown action 'fly'" in t for t in told)
+
+
+def test_declining_one_call_skips_the_rest_of_the_reply():
+    env = FakeEnv()
+    reply = tc({"action": "key", "keys": ["alt", "F4"]}) + tc({"action": "left_click", "coordinate": [1, 1]})
+    res = run_episode(env, ScriptedPolicy([reply, DONE]), "x", env.reset(),
+                      config=AgentConfig(confirm=lambda a, r: a.action != "key"))
+    assert res.status == "success" and [a.action for a, _ in env.steps] == ["terminate"]
+
+
+def test_lenient_parse_option_reaches_the_parser():
+    env = FakeEnv()
+    alias = tc({"action": "click", "coordinate": [250, 500]})
+    strict = run_episode(env, ScriptedPolicy([alias] * 3), "x", env.reset(), config=AgentConfig(max_parse_retries=2))
+    assert strict.status == "parse_error" and env.steps == []
+    res = run_episode(env, ScriptedPolicy([alias, DONE]), "x", env.reset(), config=AgentConfig(lenient_parse=True))
+    assert res.status == "success" and env.steps[0][0].action == "left_click"
+
+
 # ---------------------------------------------------------------- Python API
 
 class GroundingPolicy:

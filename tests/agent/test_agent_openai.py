@@ -69,12 +69,12 @@ class Stub:
         self.server.server_close()
 
 
-def completion(content, tool_calls=None, usage=(1234, 56)):
+def completion(content, tool_calls=None, usage=(1234, 56), finish_reason="stop"):
     msg = {"role": "assistant", "content": content}
     if tool_calls:
         msg["tool_calls"] = tool_calls
     return 200, {"id": "x", "object": "chat.completion", "choices": [{"index": 0, "message": msg,
-                                                                       "finish_reason": "stop"}],
+                                                                       "finish_reason": finish_reason}],
                  "usage": {"prompt_tokens": usage[0], "completion_tokens": usage[1]}}
 
 
@@ -140,6 +140,21 @@ def test_osworld_profile_request(stub_factory):
     msgs = stub.requests[0]["messages"]
     assert msgs[0]["content"] == [{"type": "text", "text": (GOLDEN / "system_osworld.txt").read_text()}]
     assert msgs[1]["content"][1]["text"] == prompts.user_text("osworld", "Do X", [])
+
+
+def test_a_reply_cut_off_by_max_tokens_is_never_executed(stub_factory, tmp_path):
+    # complete-looking call, but the server says the generation stopped on the token limit
+    click = '<tool_call>\n{"name": "computer_use", "arguments": {"action": "left_click", "coordinate": [1, 2]}}'
+    done = '<tool_call>\n{"name": "computer_use", "arguments": {"action": "terminate", "status": "success"}}\n</tool_call>'
+    stub = stub_factory([completion(click, finish_reason="length"), completion(done)])
+    env = FakeEnv()
+    res = run_episode(env, OpenAIPolicy(stub.base_url, "m"), "x", env.reset(), config=AgentConfig(),
+                      out_dir=tmp_path / "r")
+    assert res.status == "success" and [a.action for a, _ in env.steps] == ["terminate"]
+    recs = load_steps(tmp_path / "r")
+    assert [(r.status, r.finish_reason, r.executed) for r in recs] == [("parse_error", "length", False),
+                                                                       ("ok", "stop", True)]
+    assert "cut off at the token limit" in stub.requests[1]["messages"][-1]["content"][0]["text"]
 
 
 def test_tool_calls_from_a_hermes_parsing_server_are_put_back_as_text(stub_factory):

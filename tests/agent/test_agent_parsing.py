@@ -1,4 +1,5 @@
-"""Parser: table tests of real-looking replies, and hypothesis fuzzing (10,000+ generated strings)."""
+"""Parser: table tests of real-looking replies, strict vs lenient reading, reasoning and truncation, and hypothesis
+fuzzing (10,000+ generated strings). Replies collected from public sources are in test_agent_parsing_corpus.py."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.actions import ACTION_NAMES, Action
-from agent.parsing import ParsedResponse, parse_response, strip_think
+from agent.parsing import ParsedResponse, parse_response, split_reasoning
 
 
 def call(args: dict) -> str:
@@ -32,9 +33,9 @@ TABLE = [
     # missing </tool_call> (truncated generation)
     ('Action: Type the city.\n<tool_call>\n{"name": "computer_use", "arguments": {"action": "type", "text": "Berlin"}}',
      {"action": "type", "text": "Berlin"}, "Type the city."),
-    # missing closing brace (vllm#22885)
+    # missing closing brace (vllm#22885): a bracket would have to be guessed, so no action
     ('<tool_call>\n{"name": "computer_use", "arguments": {"action": "terminate", "status": "success"}\n</tool_call>',
-     {"action": "terminate", "status": "success"}, None),
+     None, None),
     # json5: single quotes, trailing comma
     ("<tool_call>\n{'name': 'computer_use', 'arguments': {'action': 'scroll', 'pixels': -5,},}\n</tool_call>",
      {"action": "scroll", "pixels": -5.0}, None),
@@ -66,6 +67,20 @@ TABLE = [
     # two calls: the first is the action; the second is kept too
     (call({"action": "left_click", "coordinate": [10, 10]}) + "\n" + call({"action": "type", "text": "x"}),
      {"action": "left_click", "coordinate": (10, 10)}, None),
+    # a call drafted inside reasoning is not the reply's call
+    ("<think>maybe " + call({"action": "left_click", "coordinate": [1, 1]}) + "</think>" + call({"action": "wait", "time": 1}),
+     {"action": "wait", "time": 1.0}, None),
+    # cut off: inside a number, after the action name, inside a string, inside the keys array, inside reasoning
+    ('<tool_call>\n{"name": "computer_use", "arguments": {"action": "left_click", "coordinate": [183, 5', None, None),
+    ('<tool_call>\n{"name": "computer_use", "arguments": {"action": "left_click"', None, None),
+    ('<tool_call>\n{"name": "computer_use", "arguments": {"action": "type", "text": "hel', None, None),
+    ('<tool_call>\n{"name": "computer_use", "arguments": {"action": "key", "keys": ["ctrl", "s"', None, None),
+    ("<think>I should click " + call({"action": "left_click", "coordinate": [1, 1]}), None, None),
+    # bare {"action": ...} and aliases are lenient-only
+    ('{"action": "left_click", "coordinate": [1, 2]}', None, None),
+    (call({"action": "click", "coordinate": [1, 2]}), None, None),
+    (call({"action": "terminate", "status": "done"}), None, None),
+    ('<tool_call>\n{"arguments": {"action": "wait", "time": 1}}\n</tool_call>', None, None),
     # tags inside a typed string do not cut the call
     (call({"action": "type", "text": "a <tool_call> b </tool_call> c"}),
      {"action": "type", "text": "a <tool_call> b </tool_call> c"}, None),
@@ -116,22 +131,79 @@ def test_thought_and_multiple_calls():
 def test_missing_brace_does_not_swallow_the_next_call():
     first = '<tool_call>\n{"name": "computer_use", "arguments": {"action": "left_click", "coordinate": [1, 2]}\n</tool_call>\n'
     parsed = parse_response(first + call({"action": "type", "text": "x"}))
-    assert [a.action for a in parsed.actions] == ["left_click", "type"]
+    # the unclosed object stops at </tool_call> (no guessing of its brace) and so do the calls after it
+    assert parsed.actions == () and "not closed before '</tool_call>'" in parsed.error
 
 
-def test_strip_think():
-    assert strip_think("<think>\nreason\n</think>\n\nAction: x") == ("Action: x", "reason")
-    assert strip_think("no think") == ("no think", None)
-    assert strip_think("a</think>b") == ("b", "a")
-    typed = call({"action": "type", "text": "<think>x</think>"})
-    assert strip_think(typed) == (typed, None)  # tags inside a tool call are the model's text
+def test_split_reasoning():
+    assert split_reasoning("<think>\nreason\n</think>\n\nAction: x") == ("Action: x", "reason", False)
+    assert split_reasoning("no think") == ("no think", None, False)
+    assert split_reasoning("a</think>b") == ("b", "a", False)  # the generation prompt opened the block
+    assert split_reasoning("<think>still thinking") == ("", "still thinking", True)
+    # the first </think> ends reasoning; a typed "</think>" therefore breaks that call: no action, never a wrong one
+    typed = call({"action": "type", "text": "a</think>b"})
+    parsed = parse_response(typed)
+    assert parsed.actions == () and parsed.error
+
+
+def test_cut_off_calls_are_never_actions_and_say_so():
+    full = 'Action: Click it.\n' + call({"action": "left_click", "coordinate": [183, 52]})
+    closed = full.index("]}}") + 3  # the object is complete from here on
+    for n in range(len(full) + 1):
+        assert parse_response(full[:n]).actions == (() if n < closed else parse_response(full).actions), n
+    cut = parse_response(full[:full.index("52") + 1])
+    assert cut.actions == () and cut.cut_off and "cut off" in cut.error
+    unclosed = parse_response("<think>I will click " + call({"action": "left_click", "coordinate": [1, 1]}))
+    assert unclosed.actions == () and unclosed.cut_off and "<think> was never closed" in unclosed.error
+
+
+def test_missing_close_tag_after_a_complete_object_is_the_one_repair():
+    parsed = parse_response('<tool_call>\n{"name": "computer_use", "arguments": {"action": "wait", "time": 2}}')
+    assert parsed.action == Action(action="wait", time=2) and not parsed.cut_off
+
+
+def test_calls_after_an_unreadable_one_are_not_run():
+    good, bad = call({"action": "left_click", "coordinate": [1, 2]}), call({"action": "fly"})
+    parsed = parse_response(good + bad + call({"action": "type", "text": "x"}))
+    assert [a.action for a in parsed.actions] == ["left_click"]
+    assert parsed.error is None and "unknown action 'fly'" in parsed.call_errors[0]
+    assert parse_response(bad + good).actions == ()
+
+
+def test_untagged_call_lines_are_read_in_order_with_tagged_ones():
+    # OSWorld reads a line holding a {"name", "arguments"} object as a call, tagged blocks too, in order
+    line = json.dumps({"name": "computer_use", "arguments": {"action": "key", "keys": ["enter"]}})
+    parsed = parse_response(line + "\n" + call({"action": "wait", "time": 1}))
+    assert [a.action for a in parsed.actions] == ["key", "wait"]
+    assert parse_response("I would call " + line).actions == ()  # not a line of its own: prose
+
+
+@pytest.mark.parametrize("reply, expected", [
+    ('{"action": "left_click", "coordinate": [1, 2]}', {"action": "left_click", "coordinate": (1, 2)}),
+    (call({"action": "click", "coordinate": [1, 2]}), {"action": "left_click", "coordinate": (1, 2)}),
+    (call({"action": "Double-Click", "coordinate": [1, 2]}), {"action": "double_click", "coordinate": (1, 2)}),
+    (call({"action": "terminate", "status": "done"}), {"action": "terminate", "status": "success"}),
+    (call({"action": "key", "key": "enter"}), {"action": "key", "keys": ["enter"]}),
+    (call({"action": "left_click", "coordinate": [10, 20, 30, 40]}), {"action": "left_click", "coordinate": (20, 30)}),
+    (call({"action": "left_click", "coordinate": "(5, 6)"}), {"action": "left_click", "coordinate": (5, 6)}),
+    ('<tool_call>\n{"arguments": {"action": "wait", "time": 1}}\n</tool_call>', {"action": "wait", "time": 1.0}),
+])
+def test_lenient_option_accepts_aliases_and_bare_actions(reply, expected):
+    assert parse_response(reply).actions == ()
+    parsed = parse_response(reply, lenient=True)
+    assert parsed.action.model_dump(exclude_none=True) == expected
+
+
+def test_lenient_never_reads_cut_off_calls():
+    assert parse_response('{"action": "left_click", "coordinate": [183, 5', lenient=True).actions == ()
+    assert parse_response(call({"action": "click", "coordinate": [1, 2]})[:-20], lenient=True).actions == ()
 
 
 # ---------------------------------------------------------------- fuzzing
 
 FRAGMENTS = [
     "<tool_call>", "</tool_call>", "<think>", "</think>", "\n", "Action:", "Thought:", "{", "}", "[", "]", '"',
-    "'", ",", ":", '"name": "computer_use"', '"arguments":', '"action":', '"left_click"', '"key"', '"type"',
+    "'", ",", ":", '"name": "computer_use"', '{"action": "click"', '"done"', '"arguments":', '"action":', '"left_click"', '"key"', '"type"',
     '"coordinate": [', '"keys": ["', "keys=['", '"text": "', '"pixels": ', '"time": ', '"status": "success"',
     "NaN", "Infinity", "-1e999", "1e309", "null", "true", "0x1F", "//", "/*", "\\u00e9", "\\", "```json", "```",
     '{"name": "computer_use", "arguments": {"action": "', "]}}", "\u200b", "点击", "🙂", "\x00",
@@ -156,17 +228,25 @@ replies = st.one_of(st.text(max_size=200), fragment_soup, tool_call_like)
 
 @pytest.mark.slow
 @settings(max_examples=10_000, deadline=None, suppress_health_check=list(HealthCheck))
-@given(replies)
-def test_fuzz_never_raises_and_is_consistent(reply):
-    parsed = parse_response(reply)
+@given(replies, st.booleans())
+def test_fuzz_never_raises_and_is_consistent(reply, lenient):
+    parsed = parse_response(reply, lenient=lenient)
     assert parsed.raw == reply
     assert (parsed.error is None) == bool(parsed.actions)
     for a in parsed.actions:
         assert isinstance(a, Action)
         if a.coordinate is not None:
             assert all(abs(c) < float("inf") for c in a.coordinate)
-    before_call = parsed.text.split("<tool_call>")[0]
-    assert "<think>" not in before_call and "</think>" not in before_call
+    assert "</think>" not in parsed.raw or THINK_FREE(parsed)
+    # no prefix of a reply reads an action the whole reply does not (truncation never invents an action)
+    for n in sorted({len(reply) // 3, len(reply) // 2, len(reply) - 1} - {len(reply)}):
+        if n >= 0:
+            head = parse_response(reply[:n], lenient=lenient).actions
+            assert parsed.actions[:len(head)] == head
+
+
+def THINK_FREE(parsed: ParsedResponse) -> bool:
+    return parsed.raw.partition("</think>")[2].strip() == parsed.text
 
 
 finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False).map(lambda v: round(v, 3))
@@ -203,5 +283,5 @@ def test_pathological_replies():
     assert huge.action is None and huge.error.startswith("pixels must be a number")
     nested = parse_response("<tool_call>" + "[" * 5000 + "</tool_call>")
     assert nested.action is None and nested.error
-    braces = "{" * 3000 + "x" + "}" * 3000 + '{"name": "computer_use", "arguments": {"action": "wait", "time": 1}}'
+    braces = "{" * 3000 + "x" + "}" * 3000 + '\n{"name": "computer_use", "arguments": {"action": "wait", "time": 1}}'
     assert parse_response(braces).action == Action(action="wait", time=1)

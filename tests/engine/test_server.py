@@ -153,6 +153,25 @@ def test_tool_calls_are_returned_as_tool_calls(engine):
         live.stop()
 
 
+def test_structured_output_follows_the_schema_and_the_tools(server):
+    c = client(server)
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"},
+                                               "n": {"type": "integer", "minimum": 0, "maximum": 9}},
+              "required": ["ok", "n"], "additionalProperties": False}
+    r = c.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "answer"}], max_tokens=60,
+                                  response_format={"type": "json_schema", "json_schema": {"name": "a", "schema": schema}})
+    answer = json.loads(r.choices[0].message.content)
+    assert set(answer) == {"ok", "n"} and isinstance(answer["ok"], bool) and 0 <= answer["n"] <= 9
+    tools = [{"type": "function", "function": {"name": "press", "parameters": {
+        "type": "object", "properties": {"key": {"enum": ["enter", "esc"]}}, "required": ["key"],
+        "additionalProperties": False}}}, TOOLS[0]]
+    r = c.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "go"}], tools=tools,
+                                  tool_choice={"type": "function", "function": {"name": "press"}}, max_tokens=60)
+    call = r.choices[0].message.tool_calls[0]
+    assert r.choices[0].finish_reason == "tool_calls" and call.function.name == "press"
+    assert json.loads(call.function.arguments)["key"] in ("enter", "esc")
+
+
 def test_bad_requests_get_4xx_and_the_server_keeps_serving(server, tmp_path):
     url = server.base_url + "/chat/completions"
     good = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}
@@ -180,9 +199,9 @@ def test_bad_requests_get_4xx_and_the_server_keeps_serving(server, tmp_path):
             {"type": "image_url", "image_url": {"url": "http://example.com/a.png"}}]}]})),
         (400, dict(json={**good, "messages": [{"role": "user", "content": "x" * 17000}]})),
         (400, dict(json={**good, "max_tokens": 16380})),
-        (400, dict(json={**good, "response_format": {"type": "json_object"}})),
+        (400, dict(json={**good, "response_format": {"type": "json_schema", "json_schema": {"name": "x"}}})),
         (400, dict(json={**good, "tools": [{"type": "function", "function": {"name": "f"}}],
-                         "tool_choice": "required"})),
+                         "tool_choice": {"type": "function", "function": {"name": "g"}}})),
     ]
     with httpx.Client(timeout=60) as http:
         for status, kwargs in bad:

@@ -1,5 +1,6 @@
-"""DesktopEnvironment on a private Xvfb: sandbox home, terminal binding, chrome shim + CDP, cleanup,
-and real OSWorld task files run with their own setup steps and evaluators."""
+"""DesktopEnvironment in its task sandbox: /home/user and uid 1000, the private Xvfb and session bus,
+terminal binding, chrome shim + CDP, apt shims, cleanup, and real OSWorld task files run with their own
+setup steps and evaluators."""
 
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ import httpx
 import pytest
 
 from environments import getters as G
-from environments.controller import _alive, _descendants
 from environments.desktop import SANDBOX_MARK, DesktopEnvironment
+from environments.sandbox import _python_dirs
 from environments.setup import cdp_browser
 
 pytestmark = pytest.mark.display
@@ -32,17 +33,33 @@ CHROME_BING = OSWORLD / "chrome/bb5e4c0d-f964-439c-97b6-bdb9747de3f4.json"
 CHROME_BOOKMARK = OSWORLD / "chrome/2ad9387a-65d8-4e33-ad5b-7580065a27ca.json"
 
 
-def _marked(marker: str) -> list[int]:
-    needle = f"QVL_DESKTOP_ENV={marker}".encode()
+def _pid_namespace(env: DesktopEnvironment) -> str:
+    """The pid namespace of the environment's sandbox (that of bwrap's child, the sandbox's init)."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1]) == env.sandbox.pid:
+                return os.readlink(f"/proc/{pid}/ns/pid")
+        except (OSError, IndexError):
+            pass
+    raise AssertionError("the sandbox has no init process")
+
+
+def _in_namespace(ns: str) -> list[int]:
+    """Host pids of the live processes in pid namespace `ns`."""
     pids = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                if needle in f.read().split(b"\0"):
-                    pids.append(int(pid))
+            if os.readlink(f"/proc/{pid}/ns/pid") == ns and \
+                    open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+                pids.append(int(pid))
         except OSError:
             pass
     return pids
+
+
+def _comms(env: DesktopEnvironment) -> list[str]:
+    """Names of the processes the task sees (ps in the sandbox)."""
+    return env.controller.run(["ps", "-e", "-o", "comm="]).output.split()
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +87,7 @@ def test_private_display_is_1920x1080_with_an_ewmh_wm(env):
 def test_reset_restores_the_home_template(env):
     env.reset()
     home = env.home
-    assert home != Path.home() and (home / SANDBOX_MARK).is_file()
+    assert home != Path.home() and not (home / SANDBOX_MARK).exists()  # our own home needs no mark
     assert (home / "Documents/notes.txt").read_text() == "original\n"
     # a task writes through /home/user, which is the sandbox home
     env.controller.run("echo changed > /home/user/Documents/notes.txt; touch ~/Desktop/junk.txt", shell=True)
@@ -117,14 +134,83 @@ def test_google_chrome_shim_opens_chromium_with_cdp(env):
     assert (r.status, r.score, r.details["metrics"][0]["result"]) == ("scored", 0.0, "Google")
 
 
-def test_reset_ends_chromium_helpers_that_carry_no_marker(env):
+def test_the_task_runs_as_uid_1000_in_a_real_home_user(env):
+    env.reset()
+    r = env.controller.run("id -u; id -un; echo $HOME; pwd; realpath ~/Desktop; getent passwd user", shell=True)
+    assert r.output.splitlines() == ["1000", "user", "/home/user", "/home/user", "/home/user/Desktop",
+                                     "user:x:1000:1000:user:/home/user:/bin/bash"]
+    # what the task writes under /home/user is the environment's home folder; the host is read-only
+    assert env.controller.run("echo hi > /home/user/Documents/a.txt", shell=True).returncode == 0
+    assert (env.home / "Documents/a.txt").read_text() == "hi\n"
+    r = env.controller.run("touch /usr/qvl-test; grep CapEff /proc/self/status", shell=True)
+    assert "Read-only file system" in r.error and r.output.split() == ["CapEff:", "0000000000000000"]
+    # the host's homes are hidden; only this interpreter's own folder shows, if it lives there (pyenv)
+    visible = {Path(d).relative_to("/root").parts[0] for d in _python_dirs() if d.startswith("/root/")}
+    assert set(env.controller.run(["ls", "-A", "/root"]).output.split()) == visible
+    assert env.controller.run(["ls", "-A", "/home"]).output == "user\n"
+    # root on the host is not root in the task: VLC, which refuses to run as root, runs
+    r = env.controller.run(["vlc", "--intf", "dummy", "vlc://quit"], timeout=60)
+    assert r.returncode == 0 and "not supposed to be run as root" not in r.error, r.error[-500:]
+    # the task sees only its own processes: its session, and no host process
+    seen = set(_comms(env)) - {"ps"}
+    assert {"Xvfb", "dbus-daemon", "openbox"} <= seen <= {"bwrap", "python3", "Xvfb", "dbus-daemon", "openbox"}
+
+
+def test_session_bus_and_gsettings_write_to_dconf_in_the_home(env):
+    task = {"id": "gsettings", "instruction": "x", "config": [
+        {"type": "execute", "parameters": {"command": [
+            "gsettings", "set", "org.gnome.desktop.interface", "text-scaling-factor", "1.25"]}},
+        {"type": "execute", "parameters": {"command": "gsettings set org.gnome.no.such.schema key 1",
+                                           "shell": True}}],
+            "evaluator": {"func": "check_text_enlarged", "result": {"type": "vm_command_line", "command": [
+                "gsettings", "get", "org.gnome.desktop.interface", "text-scaling-factor"]}}}
+    obs = env.reset(task)
+    assert "setup_error" not in obs.extra and "skipped" not in obs.extra
+    assert env.controller.run(["sh", "-c", "echo $DBUS_SESSION_BUS_ADDRESS; test -S /run/user/1000/bus"]
+                              ).output == "unix:path=/run/user/1000/bus\n"
+    assert (env.home / ".config/dconf/user").is_file()  # written by dconf-service, in the task's home
+    r = env.evaluate()
+    assert (r.status, r.score, r.details["metrics"][0]["result"]) == ("scored", 1.0, "1.25\n")
+    # OSWorld ignores a failing setup command; the evaluation names it
+    [failed] = r.details["failed_commands"]
+    assert failed["returncode"] == 1 and "No such schema" in failed["error"]
+    env.reset(task)  # a reset starts from the template: the setting is back to its default, then set again
+    assert env.evaluate().score == 1.0
+    env.reset()
+    out = env.controller.run(["gsettings", "get", "org.gnome.desktop.interface", "text-scaling-factor"]).output
+    assert out == "1.0\n" and not (env.home / ".config/dconf/user").exists()
+
+
+def test_apt_install_steps_run_and_answer_from_what_is_installed(env):
+    task = {"id": "apt", "instruction": "x", "config": [
+        {"type": "execute", "parameters": {"command": "echo {CLIENT_PASSWORD} | sudo -S apt install -y xterm",
+                                           "shell": True}},
+        {"type": "execute", "parameters": {"command": "sudo apt-get install -y qvl-no-such-package", "shell": True}}],
+            "evaluator": {"func": "infeasible"}}
+    obs = env.reset(task)
+    assert "skipped" not in obs.extra and "setup_error" not in obs.extra, obs.extra
+    [failed] = env.evaluate().details["failed_commands"]
+    assert failed["returncode"] == 100 and "qvl-no-such-package is not installed" in failed["error"]
+
+
+def test_python3_shim_has_pyautogui(env):
+    env.reset()
+    for python in ("python", "python3"):
+        r = env.controller.run([python, "-c", "import pyautogui; print(pyautogui.size())"])
+        assert r.output.strip() == "Size(width=1920, height=1080)", r.error
+
+
+def test_reset_ends_every_task_process(env):
     env.reset(CHROME_BING)
     assert env.controller.wait_for_window(["Chromium"], timeout=20)
-    task_pids = _descendants(set(_marked(env.marker)) - {env._xvfb.pid, env._wm.pid})
-    unmarked = task_pids - set(_marked(env.marker))
-    assert unmarked, "chromium's zygote and helpers clean their environment: expected some without the marker"
-    env.reset()  # they would otherwise outlive chromium a moment, writing into the home being wiped
-    assert [pid for pid in task_pids if _alive(pid)] == []
+    env.controller.run("nohup sleep 300 >/dev/null 2>&1 & setsid sleep 301 >/dev/null 2>&1 &", shell=True)
+    ns = _pid_namespace(env)
+    before = set(_in_namespace(ns))
+    assert {"chromium", "sleep"} <= set(_comms(env))
+    env.reset()
+    after = set(_in_namespace(ns))
+    assert not {"chromium", "sleep"} & set(_comms(env))
+    assert len(after) <= 5 and len(before - after) >= 5  # only the session (init, server, X, bus, wm) is left
 
 
 def test_chrome_task_scores_one_when_solved_and_zero_when_not(env):
@@ -170,11 +256,14 @@ def test_pkill_shim_only_touches_this_environment(env):
         env.controller.launch(["sleep", "30"])
         assert env.controller.run(["pkill", "sleep"]).returncode == 0
         assert outsider.poll() is None
-        assert not [p for p in env.controller.marked_pids()
-                    if open(f"/proc/{p}/comm").read().strip() == "sleep"]
+        assert "sleep" not in _comms(env)
         # tasks kill `chrome`; Debian's process is `chromium`
         assert env.controller.run(["pkill", "chrome"]).returncode == 0
-        assert not [p for p in env.controller.marked_pids() if "chrom" in open(f"/proc/{p}/comm").read()]
+        assert not [c for c in _comms(env) if "chrom" in c]
+        # the session is spared: `pkill python` does not take the sandbox's server, nor `pkill -f Xvfb` the display
+        assert env.controller.run(["pkill", "python"]).returncode == 1
+        assert env.controller.run(["pkill", "-f", "Xvfb"]).returncode == 1
+        assert env.controller.run(["echo", "still here"]).output == "still here\n"
         deadline = time.time() + 5  # the window manager drops the window a moment later
         while any("Chromium" in t for t in env.controller.window_titles()) and time.time() < deadline:
             time.sleep(0.1)
@@ -212,7 +301,7 @@ def test_chrome_open_and_close_tabs_then_reopen_scores_one(env, site):
             "config": launch + [{"type": "chrome_open_tabs", "parameters": {"urls_to_open": [a, b, c]}},
                                 {"type": "chrome_close_tabs", "parameters": {"urls_to_close": [c]}}],
             "evaluator": {"func": ["is_expected_tabs", "is_expected_active_tab"],
-                          "result": [{"type": "open_tabs_info"}, {"type": "active_tab_info"}],
+                          "result": [{"type": "open_tabs_info"}, {"type": "active_tab_info", "goto_prefix": "http://"}],
                           "expected": [{"type": "rule", "rules": {"type": "url", "urls": [a, b, c]}},
                                        {"type": "rule", "rules": {"type": "url", "url": c}}]}}
     obs = env.reset(task)
@@ -233,7 +322,7 @@ def test_chrome_open_and_close_tabs_then_reopen_scores_one(env, site):
             and time.time() < deadline:
         time.sleep(0.3)
     assert url == a
-    assert G.GETTERS["active_tab_info"](env.controller, {})["title"] == "Page a"
+    assert G.GETTERS["active_tab_info"](env.controller, {"goto_prefix": "http://"})["title"] == "Page a"
 
 
 def test_open_and_close_window_steps(env):
@@ -262,11 +351,11 @@ def test_skipped_tasks_say_why(env):
 
 
 def test_missing_app_is_skipped_not_a_crash(env):
-    task = {"id": "gimp-1", "instruction": "x", "snapshot": "gimp", "related_apps": ["gimp"],
-            "config": [{"type": "launch", "parameters": {"command": ["gimp", "/home/user/a.png"]}}],
+    task = {"id": "no-app", "instruction": "x", "snapshot": "os", "related_apps": ["os"],
+            "config": [{"type": "launch", "parameters": {"command": ["qvl-no-such-app", "/home/user/a.png"]}}],
             "evaluator": {"func": "infeasible"}}
     obs = env.reset(task)
-    assert obs.extra["skipped"].startswith("missing app: gimp")
+    assert obs.extra["skipped"] == "missing app: qvl-no-such-app"
 
 
 def test_close_leaves_no_processes(template):
@@ -274,13 +363,14 @@ def test_close_leaves_no_processes(template):
     e.reset(CHROME_BING)
     e.controller.run("nohup sleep 300 >/dev/null 2>&1 & setsid sleep 300 >/dev/null 2>&1 &", shell=True)
     assert e.controller.wait_for_window(["Chromium"], timeout=20)
-    marker, root, display, xvfb = e.marker, e.root, e.display, e._xvfb.pid
-    assert len(_marked(marker)) >= 5  # Xvfb, openbox, chromium, both sleeps
+    ns, root, display = _pid_namespace(e), e.root, e.display
+    assert len(_in_namespace(ns)) >= 8  # init, server, Xvfb, bus, openbox, chromium and its helpers, 2 sleeps
     e.close()
-    assert _marked(marker) == []
+    assert _in_namespace(ns) == []
     assert not root.exists()
-    lock = Path(f"/tmp/.X{display[1:]}-lock")  # Xvfb removed its lock (another server may own it since)
-    assert not lock.exists() or int(lock.read_text().strip() or 0) != xvfb
+    # the display number is free again: lock file and socket gone (another server may own it since)
+    lock = Path(f"/tmp/.X{display[1:]}-lock")
+    assert not lock.exists() or int(lock.read_text().strip() or 0) != os.getpid()
 
 
 def test_two_environments_side_by_side(template):
@@ -358,3 +448,52 @@ def test_real_os_tasks_scripted_through_env_step():
         "infeasible_fail": ["scored", 1.0], "infeasible_done": ["scored", 0.0],
         "terminal_solved": ["scored", 1.0], "terminal_nothing": ["scored", 0.0],
     }
+
+
+# The `type` action must give exactly the text in every app: LibreOffice takes a key released and pressed
+# again at once for auto-repeat and drops it ("Sheet2" -> "Shet2" with pyautogui.write), and pyautogui's
+# own key table types "<" as ">". Each app gets the same lines; what arrived is read back from the app.
+TYPING = textwrap.dedent("""
+    import json, sys, time
+    from agent.actions import Action
+    from environments.desktop import DesktopEnvironment
+
+    lines = json.loads(sys.argv[1])
+    out = {}
+    with DesktopEnvironment(settle_s=0, step_pause_s=0.1) as env:
+        c = env.controller
+        apps = {
+            "writer": (["libreoffice", "--writer"], "LibreOffice Writer"),
+            "terminal": (["qvl-terminal", "-e", "sh", "-c", "stty -echo; cat > ~/typed.txt"], "Terminal"),
+            "chromium": (["google-chrome", "data:text/html,<textarea autofocus cols=100 rows=30></textarea>"],
+                         "Chromium"),
+        }
+        for app, (command, title) in apps.items():
+            env.reset()
+            c.launch(command)
+            assert c.wait_for_window([title], 120), app
+            time.sleep(3)
+            env.step(Action(action="type", text="\\n".join(lines) + "\\n"))
+            time.sleep(1)
+            if app == "terminal":
+                out[app] = (env.home / "typed.txt").read_text()
+            else:
+                env.step(Action(action="key", keys=["ctrl", "a"]))
+                env.step(Action(action="key", keys=["ctrl", "c"]))
+                time.sleep(0.5)
+                out[app] = c.run(["xclip", "-o", "-selection", "clipboard"]).output
+    print(json.dumps(out))
+""")
+TYPED_LINES = ["Sheet2", "aabbccddee", "Mississippi 1100 bookkeeper", "Hello, World! (x+y)*2 = 100%",
+               "committee ~`<>?|", "AABB aabb 0011", "http://localhost:8080/a?b=c&d=e", "tt oo ll ss ee",
+               "Total: 3,300.00", "~/Documents/llama.txt", "e = mc**2; x == y", "café naïve – 日本語"]
+
+
+@pytest.mark.slow
+def test_type_is_exact_in_libreoffice_the_terminal_and_chromium():
+    p = subprocess.run([sys.executable, "-c", TYPING, json.dumps(TYPED_LINES)], cwd=REPO, capture_output=True,
+                       text=True, timeout=400)
+    assert p.returncode == 0, p.stderr[-3000:]
+    got = json.loads(p.stdout.strip().splitlines()[-1])
+    for app, text in got.items():
+        assert text.replace("\r", "").split("\n")[:len(TYPED_LINES)] == TYPED_LINES, app

@@ -1,10 +1,10 @@
-"""Scoring exactly as OSWorld, setup steps, placeholders and skip reasons, on a display-less Controller."""
+"""Scoring exactly as OSWorld, setup steps, placeholders and skip reasons, on a display-less Controller
+(commands run in a task sandbox: /home/user, uid 1000)."""
 
 from __future__ import annotations
 
 import http.server
 import json
-import os
 import sqlite3
 import threading
 import time
@@ -18,6 +18,7 @@ from environments import getters as G
 from environments.controller import Controller
 from environments.base import EvalResult
 from environments.evaluate import as_task, evaluate_environment, evaluate_task, evaluation_blocker, is_fail
+from environments.sandbox import Sandbox
 from environments.setup import (SetupError, TaskSkipped, cdp_browser, fetch, offline_blocker, run_steps,
                                 substitute)
 from environments.tasks import SetupStep, Task
@@ -29,11 +30,10 @@ DONE = Action(action="terminate", status="success")
 
 @pytest.fixture
 def ctl(tmp_path) -> Controller:
-    home = tmp_path / "home"
-    home.mkdir()
-    env = dict(os.environ, HOME=str(home))
-    return Controller(env=env, home=home, cache_dir=tmp_path / "cache", display=":none", screen_size=(1920, 1080),
-                      marker=uuid.uuid4().hex, chrome_port=1, mirror=tmp_path / "mirror", task_id="task-1")
+    sandbox = Sandbox(tmp_path / "sandbox")
+    yield Controller(sandbox=sandbox, cache_dir=tmp_path / "cache", display=":none", screen_size=(1920, 1080),
+                     chrome_port=1, mirror=tmp_path / "mirror", task_id="task-1")
+    sandbox.close()
 
 
 def task(evaluator: dict, config: list | None = None, **extra) -> Task:
@@ -162,18 +162,24 @@ def test_exception_in_getter_or_metric_is_an_error_not_a_pass(ctl):
 
 def test_unknown_func_or_getter_is_skipped_unsupported(ctl):
     r = evaluate_task(task({"func": "compare_audios", "result": rule(1), "expected": rule(1)}), ctl, [])
-    assert (r.status, r.reason) == ("skipped", "unsupported: metric 'compare_audios'")
-    r = evaluate_task(task({"func": "exact_match", "result": {"type": "vm_wallpaper"},
+    assert r.status == "skipped" and r.reason.startswith("unsupported: metric 'compare_audios' (needs librosa")
+    r = evaluate_task(task({"func": "no_such_metric", "result": rule(1), "expected": rule(1)}), ctl, [])
+    assert (r.status, r.reason) == ("skipped", "unsupported: metric 'no_such_metric'")
+    r = evaluate_task(task({"func": "exact_match", "result": {"type": "googledrive_file"},
                             "expected": rule({"expected": "a"})}), ctl, [])
-    assert (r.status, r.reason) == ("skipped", "unsupported: getter 'vm_wallpaper'")
+    assert r.status == "skipped" and r.reason.startswith("unsupported: getter 'googledrive_file' (needs a Google")
+    r = evaluate_task(task({"func": "compare_table", "result": rule(1), "expected": rule(1),
+                            "options": {"rules": [{"type": "sheet_magic"}]}}), ctl, [])
+    assert (r.status, r.reason) == ("skipped", "unsupported: compare_table rule 'sheet_magic'")
     r = evaluate_task(task({"func": "", "result": {}, "expected": {}}), ctl, [])
     assert r.status == "skipped" and "no evaluator" in r.reason
 
 
 def test_unsupported_case_inside_a_metric_is_skipped(ctl):
-    t = task({"func": "is_expected_tabs", "result": rule([]), "expected": rule({"type": "title", "titles": []})})
+    t = task({"func": "is_expected_bookmarks", "result": rule({"bookmark_bar": {"children": []}}),
+              "expected": rule({"type": "other_folder_names", "names": []})})
     r = evaluate_task(t, ctl, [])
-    assert r.status == "skipped" and r.reason.startswith("unsupported: is_expected_tabs type")
+    assert r.status == "skipped" and r.reason.startswith("unsupported: is_expected_bookmarks type")
 
 
 def test_postconfig_runs_before_the_getters(ctl):
@@ -184,10 +190,11 @@ def test_postconfig_runs_before_the_getters(ctl):
     assert r.score == 1.0 and (ctl.home / "flag").read_text() == "ready\n"
 
 
-def test_command_getters_run_in_the_sandbox_home(ctl):
-    r = evaluate_task(task({"func": "exact_match", "result": cmd("pwd; echo $HOME; echo /home/user/x"),
-                            "expected": rule({"expected": f"{ctl.home}\n{ctl.home}\n{ctl.home}/x\n"})}), ctl, [])
+def test_command_getters_run_as_user_in_home_user(ctl):
+    r = evaluate_task(task({"func": "exact_match", "result": cmd("pwd; echo $HOME; id -un; id -u; touch ~/x; ls ~"),
+                            "expected": rule({"expected": "/home/user\n/home/user\nuser\n1000\nx\n"})}), ctl, [])
     assert r.score == 1.0, r.details
+    assert (ctl.home / "x").is_file()
     err = G.GETTERS["vm_command_error"](ctl, {"command": "echo oops >&2", "shell": True})
     assert err == "oops\n"
 
@@ -256,28 +263,32 @@ def test_unknown_step_is_skipped_unsupported(ctl):
     ([{"type": "launch", "parameters": {"command": ["gimp-2.99-not-installed", "x.png"]}}], {},
      "missing app: gimp-2.99-not-installed"),
     ([], {"related_apps": ["vs_code"], "snapshot": "vscode"}, "missing app: vs_code"),
-    ([{"type": "execute", "parameters": {"command": "echo password | sudo -S apt-get install zsh -y", "shell": True}}],
-     {}, "unsafe without a VM: the task runs 'apt-get install'"),
     ([{"type": "execute", "parameters": {"command": "echo {CLIENT_PASSWORD} | sudo -S chsh -s $(which zsh)",
-                                         "shell": True}}], {}, "unsafe without a VM: the task runs 'chsh'"),
+                                         "shell": True}}], {},
+     "unsupported: the task runs 'chsh', which needs root in OSWorld's VM"),
 ])
-def test_offline_skip_reasons(ctl, config, extra, reason, monkeypatch):
-    if "related_apps" in extra:
-        monkeypatch.setitem(ctl.env, "PATH", "/nonexistent")  # `code` is never installed here
-    t = task({"func": "infeasible"}, config, **extra)
+def test_offline_skip_reasons(ctl, config, extra, reason):
+    t = task({"func": "infeasible"}, config, **extra)  # VS Code is not a Debian package: `code` is never here
     assert offline_blocker(t, ctl).startswith(reason)
 
 
-def test_host_changing_commands_in_getters_are_found_and_can_be_allowed(ctl):
+def test_root_commands_in_getters_are_found_and_package_installs_run(ctl):
     t = task({"func": "is_utc_0", "result": {"type": "vm_command_line", "command": "timedatectl status"}})
-    assert offline_blocker(t, ctl) == ("unsafe without a VM: the task runs 'timedatectl' on the host "
-                                       "(allow_host_changes=True to run it)")
-    ctl.allow_host_changes = True
-    assert offline_blocker(t, ctl) is None
+    assert offline_blocker(t, ctl) == ("unsupported: the task runs 'timedatectl', which needs root in OSWorld's "
+                                       "VM; the sandbox's user has none")
     harmless = task({"func": "check_include_exclude", "result": cmd("getent passwd user; cat /etc/passwd | wc -l"),
                      "expected": rule({"include": [], "exclude": []})})
-    ctl.allow_host_changes = False
     assert offline_blocker(harmless, ctl) is None
+    # package installs run: the apt shims answer them from what is installed (dpkg)
+    install = "echo password | sudo -S apt-get install -y bubblewrap && sudo apt install python3-tk -y"
+    t = task({"func": "infeasible"}, [{"type": "execute", "parameters": {"command": install, "shell": True}}])
+    assert offline_blocker(t, ctl) is None
+    assert ctl.run(install, shell=True).returncode == 0
+    r = ctl.run("sudo apt-get install -y qvl-no-such-package", shell=True)
+    assert r.returncode == 100 and "qvl-no-such-package is not installed" in r.error
+    assert ctl.run("apt-get update && apt upgrade -y", shell=True).returncode == 0
+    assert ctl.run("apt-get remove -y bubblewrap", shell=True).returncode == 100
+    assert ctl.run(["dpkg-query", "-W", "-f=${Status}", "bubblewrap"]).output == "install ok installed"
 
 
 def test_download_from_mirror_conventions_and_file_url(ctl, tmp_path):
@@ -351,7 +362,7 @@ def test_update_browse_history_then_history_getter(ctl):
     assert [r[:2] for r in rows] == [("https://www.youtube.com/watch?v=1", "v"), ("https://www.bbc.co.uk/", "BBC")]
     now_chrome_us = (time.time() + 11644473600) * 1e6
     assert abs((now_chrome_us - rows[0][2]) / 1e6 - 3600) < 60
-    con = sqlite3.connect(ctl.map_path("~/.config/google-chrome/Default/History"))
+    con = sqlite3.connect(ctl.host_path("~/.config/google-chrome/Default/History"))
     assert con.execute("select count(*) from visits where transition = 805306368").fetchone()[0] == 2
     con.close()
     t = task({"func": "check_history_deleted", "result": {"type": "history", "dest": "history.sqlite"},
@@ -360,7 +371,7 @@ def test_update_browse_history_then_history_getter(ctl):
 
 
 def test_chrome_profile_getters_read_the_sandbox_profile(ctl):
-    prefs = ctl.map_path("/home/user/.config/google-chrome/Default/Preferences")
+    prefs = ctl.host_path("/home/user/.config/google-chrome/Default/Preferences")
     assert G.GETTERS["default_search_engine"](ctl, {}) == "Google"  # OSWorld's default
     assert G.GETTERS["chrome_font_size"](ctl, {})["default_font_size"] == 16
     prefs.parent.mkdir(parents=True)
@@ -372,11 +383,16 @@ def test_chrome_profile_getters_read_the_sandbox_profile(ctl):
     assert G.GETTERS["enable_do_not_track"](ctl, {}) == "true"
     assert G.GETTERS["profile_name"](ctl, {}) == "Work"
     assert G.GETTERS["new_startup_page"](ctl, {}) == "true"
-    assert G.GETTERS["bookmarks"](ctl, {}) is None  # no Bookmarks file yet
+    assert G.GETTERS["bookmarks"](ctl, {}) == []  # no Bookmarks file yet (OSWorld's value)
+    del_session = {"profile": {"name": "Work"}}
+    prefs.write_text(json.dumps(del_session))
+    assert G.GETTERS["new_startup_page"](ctl, {}) == "true"  # no session key: a fresh profile
+    prefs.write_text("{not json")
+    assert G.GETTERS["new_startup_page"](ctl, {}) == "Google"  # OSWorld's fallback on any error
 
 
 def test_cookie_getter_with_is_cookie_deleted(ctl):
-    db = ctl.map_path("~/.config/google-chrome/Default/Cookies")
+    db = ctl.host_path("~/.config/google-chrome/Default/Cookies")
     db.parent.mkdir(parents=True)
     con = sqlite3.connect(db)
     con.execute("CREATE TABLE cookies (creation_utc INTEGER, host_key TEXT, name TEXT, value TEXT)")
@@ -393,18 +409,25 @@ def test_cookie_getter_with_is_cookie_deleted(ctl):
     con.close()
     assert evaluate_task(t, ctl, []).score == 1.0
     db.unlink()
-    r = evaluate_task(t, ctl, [])  # no Cookies database at all: the getter's FileNotFoundError scores 0
-    assert (r.status, r.score) == ("scored", 0.0) and "file not found" in r.reason
+    r = evaluate_task(t, ctl, [])  # no Cookies database at all: the getter gives None, which scores 0
+    assert (r.status, r.score) == ("scored", 0.0) and r.details["metrics"][0]["result"] is None
 
 
 def test_installed_extensions_getter_with_its_metric(ctl):
-    ext = ctl.map_path("~/.config/google-chrome/Default/Extensions/abcdef/1.0_0")
-    ext.mkdir(parents=True)
-    (ext / "manifest.json").write_text(json.dumps({"name": "Zotero Connector", "version": "1.0"}))
+    # OSWorld reads the names from Preferences' extensions.settings (each with its manifest)
+    prefs = ctl.host_path("~/.config/google-chrome/Default/Preferences")
+    prefs.parent.mkdir(parents=True)
+
+    def installed(*names):
+        prefs.write_text(json.dumps({"extensions": {"settings": {
+            f"id{i}": {"path": f"/ext/{i}", "manifest": {"name": n}} for i, n in enumerate(names)}}}))
+
     t = task({"func": "is_expected_installed_extensions", "result": {"type": "find_installed_extension_name"},
               "expected": rule({"type": "list", "expected": ["Zotero Connector"]})})
+    installed("Zotero Connector", "uBlock")
     assert evaluate_task(t, ctl, []).score == 1.0
-    (ext / "manifest.json").write_text(json.dumps({"name": "Other", "version": "1.0"}))
+    assert G.GETTERS["find_unpacked_extension_path"](ctl, {}) == ["/ext/0", "/ext/1"]
+    installed("Other")
     assert evaluate_task(t, ctl, []).score == 0.0
 
 
@@ -417,7 +440,7 @@ def test_vm_file_multi_gives_and_missing(ctl):
 
 
 def test_app_config_getters(ctl):
-    rc = ctl.map_path("~/.config/vlc/vlcrc")
+    rc = ctl.host_path("~/.config/vlc/vlcrc")
     rc.parent.mkdir(parents=True)
     rc.write_text("input-record-path=/home/user/Videos\n")
     t = task({"func": "is_vlc_recordings_folder", "result": {"type": "vlc_config", "dest": "vlcrc"},

@@ -41,7 +41,8 @@ def test_bundled_suite_shape():
     meta = json.loads(BUNDLED_META.read_text())
     assert len(BUNDLED) >= 20 and sum(map(len, meta.values())) == len(BUNDLED)
     assert len(INFEASIBLE) >= 2
-    assert {"flights", "forms", "settings", "os", "text_editing", "chrome"} <= set(meta)
+    assert {"flights", "forms", "settings", "os", "text_editing", "chrome", "libreoffice_calc", "libreoffice_writer",
+            "libreoffice_impress", "gimp", "vlc"} <= set(meta)
     for task in BUNDLED:
         replies = load_oracle(task)
         assert all(r.startswith("<tool_call>\n{") and r.endswith("}\n</tool_call>") for r in replies)

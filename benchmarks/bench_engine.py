@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import tempfile
 import threading
@@ -61,7 +62,7 @@ def with_concurrency(n_jobs: int, concurrency: int, job) -> float:
 
 
 def run(model_path: str | None, n_requests: int, concurrency: int, new_tokens: int, dtype: str, http: bool,
-        log=print) -> dict:
+        repeats: int = 3, log=print) -> dict:
     import torch
 
     from model import Qwen3VL
@@ -80,25 +81,31 @@ def run(model_path: str | None, n_requests: int, concurrency: int, new_tokens: i
     convs = conversations(n_requests)
     inputs = [model.preprocessor(c) for c in convs]
 
-    model.generate(**inputs[0], max_new_tokens=4)                          # warm-up
-    t0 = time.perf_counter()
-    want = [model.generate(**x, max_new_tokens=new_tokens, eos_token_ids=[])[0].tolist() for x in inputs]
-    sequential_s = time.perf_counter() - t0
+    # no prefix or encoder cache: the repeats send the same requests, and this measures batching alone
+    engine = Engine(model, EngineConfig(max_num_seqs=concurrency, kv_cache_memory="1GiB", max_model_len=8192,
+                                        prefix_caching=False, encoder_cache_embeds=0))
     total = n_requests * new_tokens
-
-    engine = Engine(model, EngineConfig(max_num_seqs=concurrency, kv_cache_memory="1GiB", max_model_len=8192))
-    got: dict[int, list[int]] = {}
     try:
-        engine.generate(engine.request(convs[0], max_tokens=4))           # warm-up
+        model.generate(**inputs[0], max_new_tokens=4)                          # warm-up
+        engine.generate(engine.request(convs[0], max_tokens=4))
         requests = [engine.request(c, max_tokens=new_tokens, ignore_eos=True, temperature=0) for c in convs]
+        got: dict[int, list[int]] = {}
 
         def job(i):
             got[i] = engine.generate(requests[i]).token_ids
 
-        engine_s = with_concurrency(n_requests, concurrency, job)
-        result = {"requests": n_requests, "concurrency": concurrency, "new_tokens": new_tokens,
+        # alternate the two, `repeats` times: a load change on a shared machine hits both alike
+        sequential, batched = [], []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            want = [model.generate(**x, max_new_tokens=new_tokens, eos_token_ids=[])[0].tolist() for x in inputs]
+            sequential.append(time.perf_counter() - t0)
+            batched.append(with_concurrency(n_requests, concurrency, job))
+        ratios = sorted(s / e for s, e in zip(sequential, batched))
+        sequential_s, engine_s = statistics.median(sequential), statistics.median(batched)
+        result = {"requests": n_requests, "concurrency": concurrency, "new_tokens": new_tokens, "repeats": repeats,
                   "sequential_generate_tok_s": total / sequential_s, "engine_tok_s": total / engine_s,
-                  "engine_vs_generate": sequential_s / engine_s,
+                  "engine_vs_generate": statistics.median(ratios), "ratios": ratios,
                   "identical_greedy_tokens": [got[i] for i in range(n_requests)] == want}
         if http:
             result.update(_over_http(engine, convs, concurrency, new_tokens, total, sequential_s))
@@ -138,10 +145,11 @@ def main() -> int:
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--new-tokens", type=int, default=64)
     p.add_argument("--dtype", choices=("bfloat16", "float16", "float32"), default=None)
+    p.add_argument("--repeats", type=int, default=3, help="alternating timed runs of each (median)")
     p.add_argument("--http", action="store_true", help="also through qvl-agent serve on loopback")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
-    r = run(args.model, args.requests, args.concurrency, args.new_tokens, args.dtype, args.http,
+    r = run(args.model, args.requests, args.concurrency, args.new_tokens, args.dtype, args.http, args.repeats,
             log=lambda m: print(m, file=sys.stderr))
     if args.json:
         print(json.dumps(r, indent=2))
@@ -149,7 +157,8 @@ def main() -> int:
         print(f"{r['requests']} requests x {r['new_tokens']} new tokens")
         print(f"  sequential generate    {r['sequential_generate_tok_s']:8.1f} tok/s")
         print(f"  engine, concurrency {r['concurrency']:<3}{r['engine_tok_s']:8.1f} tok/s   "
-              f"{r['engine_vs_generate']:.2f}x generate")
+              f"{r['engine_vs_generate']:.2f}x generate (median of {r['repeats']}: "
+              f"{', '.join(f'{x:.2f}' for x in r['ratios'])})")
         if "http_tok_s" in r:
             print(f"  serve over HTTP        {r['http_tok_s']:8.1f} tok/s   {r['http_vs_generate']:.2f}x generate")
         print(f"  greedy tokens identical: {r['identical_greedy_tokens']}")

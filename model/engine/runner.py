@@ -79,6 +79,7 @@ class ModelRunner:
         self.block_size = block_size
         self.encoder_cache = encoder_cache
         self.encoder_calls = 0          # images/videos run through the vision encoder
+        self._offsets = torch.arange(block_size)
         self.workers = model._workers
         if model.tp.world_size > 1 and self.workers is None:
             raise ValueError("the engine drives tensor-parallel workers started by "
@@ -106,11 +107,14 @@ class ModelRunner:
         return features
 
     def _slots(self, seq: Sequence, start: int, stop: int) -> Tensor:
+        """KV slots of tokens start..stop-1 of `seq` (its slot table grows with its blocks, not per step)."""
         bs = self.block_size
-        blocks = torch.tensor(seq.block_ids[start // bs: -(-stop // bs)], dtype=torch.long)
-        slots = (blocks[:, None] * bs + torch.arange(bs)).reshape(-1)
-        first = (start // bs) * bs
-        return slots[start - first: stop - first]
+        have = 0 if seq.slot_table is None else seq.slot_table.shape[0] // bs
+        if have < len(seq.block_ids):
+            blocks = torch.tensor(seq.block_ids[have:], dtype=torch.long)
+            new = (blocks[:, None] * bs + self._offsets).reshape(-1)
+            seq.slot_table = new if seq.slot_table is None else torch.cat([seq.slot_table, new])
+        return seq.slot_table[start:stop]
 
     def prepare(self, chunks: list[Chunk]) -> tuple[Tensor, Tensor, StepLayout, Tensor | None, list[Tensor] | None]:
         m = self.model

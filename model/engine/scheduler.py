@@ -30,6 +30,7 @@ class Sequence:
     num_computed: int = 0                   # tokens whose keys/values are in the cache
     block_ids: list[int] = field(default_factory=list)
     block_hashes: list[bytes] = field(default_factory=list)    # of the full blocks of `tokens`, in order
+    slot_table: Tensor | None = None        # KV slots of block_ids, extended by the runner (None once freed)
     num_registered: int = 0                 # leading blocks registered in the prefix cache
     num_cached_prompt: int = 0              # prompt tokens that came from the prefix cache (first admission)
     admitted: bool = False
@@ -114,6 +115,7 @@ class Scheduler:
     def free(self, seq: Sequence) -> None:
         self.pool.release(seq.block_ids)
         seq.block_ids = []
+        seq.slot_table = None
         seq.num_registered = 0
 
     def _preempt(self, seq: Sequence) -> None:

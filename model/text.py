@@ -87,12 +87,23 @@ class Attention(nn.Module):
             cache.k[layer, :, :, start:end] = k
             cache.v[layer, :, :, start:end] = v
             k, v = cache.k[layer, :, :, :end], cache.v[layer, :, :, :end]       # [B, nkv, S, hd]
-        gqa = q.shape[1] != k.shape[1]
-        if mask is None:
-            out = F.scaled_dot_product_attention(q, k, v, is_causal=L > 1, enable_gqa=gqa)
-        else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
+        out = attend(q, k, v, mask)
         return self.o_proj(out.transpose(1, 2).reshape(B, L, -1))
+
+
+def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+    """q [B, nq, L, hd], k/v [B, nkv, S, hd], mask [B, 1, L, S] bool or None (= causal) -> [B, nq, L, hd]."""
+    B, nq, L, hd = q.shape
+    nkv = k.shape[1]
+    if L == 1 and nq != nkv:
+        # one new token: the nq/nkv query heads sharing a kv head are that many query rows over the same keys
+        # (no causal structure among them). SDPA's enable_gqa path is several times slower on CPU in bf16.
+        out = F.scaled_dot_product_attention(q.view(B, nkv, nq // nkv, hd), k, v, attn_mask=mask)
+        return out.view(B, nq, 1, hd)
+    gqa = nq != nkv
+    if mask is None:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=L > 1, enable_gqa=gqa)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
 
 
 class MLP(nn.Module):

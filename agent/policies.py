@@ -201,7 +201,7 @@ class EmbeddedPolicy:
     kind = "embedded"
 
     def __init__(self, model: str = DEFAULT_MODEL, dtype=None, device=None, *, max_new_tokens: int = 512,
-                 progress=None, **sampling):
+                 progress=None, quantize: str | None = None, **sampling):
         try:
             from model import Qwen3VL
         except ImportError as e:
@@ -214,7 +214,8 @@ class EmbeddedPolicy:
 
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        kwargs = {"device": device, "progress": progress, **({"dtype": dtype} if dtype is not None else {})}
+        kwargs = {"device": device, "progress": progress, "quantize": quantize,
+                  **({"dtype": dtype} if dtype is not None else {})}
         self.model_name = model
         self.model = Qwen3VL.from_pretrained(str(p) if looks_local else model, **kwargs)
         self.max_new_tokens = max_new_tokens

@@ -4,7 +4,8 @@ Why: a decode step is one GEMV per weight matrix, so its speed is the rate at wh
 memory. torch's bf16 `F.linear` on CPU reaches about half of that (it re-lays out the weight on every call);
 the same oneDNN matmul on a weight packed once into oneDNN's blocked layout reaches the read bandwidth, gives
 bit-identical bf16 results and float32 results equal up to reduction order (~1e-6 relative), and is also
-faster for prefill GEMMs. `pack_for_cpu` swaps every nn.Linear of the text decoder and the lm_head for one.
+faster for prefill GEMMs. `pack_for_cpu` swaps every nn.Linear of the text decoder and the lm_head for one,
+and each MoE expert's matrices likewise.
 
 The packed weight replaces the plain one (no second copy), except for a tied lm_head: the embedding keeps
 its plain rows for the lookup, so a tied head costs one more vocab x hidden matrix.
@@ -19,9 +20,11 @@ and the output row multiplied back by it.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 QUANTIZE_CHOICES = ("int8",)
+_TINY = torch.finfo(torch.float32).tiny
 
 
 def packing_supported(dtype: torch.dtype, device: torch.device) -> bool:
@@ -57,7 +60,7 @@ class PackedLinear(nn.Module):
 def quantize_int8_rows(weight: Tensor) -> tuple[Tensor, Tensor]:
     """W [N, K] -> (int8 [N, K], float32 scales [N]) with W ~= q * scale[:, None] (symmetric, per row)."""
     w = weight.detach().float()
-    scale = w.abs().amax(dim=1).clamp(min=torch.finfo(torch.float32).tiny) / 127
+    scale = w.abs().amax(dim=1).clamp(min=_TINY) / 127
     q = torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8)
     return q, scale
 
@@ -81,9 +84,15 @@ class Int8Linear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:  # [..., in] -> [..., out]
         lead = x.shape[:-1]
-        xf = x.reshape(-1, self.in_features).float()
-        amax = xf.abs().amax(dim=-1, keepdim=True).clamp(min=torch.finfo(torch.float32).tiny)   # [M, 1]
-        xq = (torch.round(xf * (127 / amax)) + 128).to(torch.uint8)              # per-token symmetric, zp 128
+        xf = x.reshape(-1, self.in_features).to(torch.float32, copy=True)   # quantized in place below
+        if xf.shape[0] == 1:  # one token (decode): its scale is the tensor's, so oneDNN applies scale and bias
+            scale = max(float(xf.abs().max()), _TINY) / 127
+            xq = xf.div_(scale).round_().add_(128).to(torch.uint8)
+            y = torch.ops.onednn.qlinear_pointwise(xq, scale, 128, self.packed, self.weight_scale, self._zero_points,
+                                                   self.bias, 1.0, 0, x.dtype, "none", [], "")
+            return y.reshape(*lead, self.out_features)
+        amax = xf.abs().amax(dim=-1, keepdim=True).clamp(min=_TINY)              # [M, 1]
+        xq = xf.mul_(127 / amax).round_().add_(128).to(torch.uint8)              # per-token symmetric, zp 128
         y = torch.ops.onednn.qlinear_pointwise(xq, 1 / 127, 128, self.packed, self.weight_scale, self._zero_points,
                                                None, 1.0, 0, torch.float32, "none", [], "")
         y = y * amax
@@ -107,19 +116,46 @@ def check_quantize(quantize: str | None, device: torch.device) -> None:
         raise ValueError(f"quantize={quantize!r} needs a torch build with oneDNN (torch.backends.mkldnn)")
 
 
+class PackedExperts(nn.Module):
+    """`model.moe.Experts` with each expert's gate|up [2I, H] and down [H, I] matrices as one PackedLinear (or
+    Int8Linear) each: the same call contract, without torch's slow bf16 GEMV on the stacked weights."""
+
+    def __init__(self, experts: nn.Module, make: type[nn.Module]):
+        super().__init__()
+        self.num_experts, self.hidden_size = experts.num_experts, experts.hidden_size
+        self.intermediate_size = experts.intermediate_size
+        self.gate_up = nn.ModuleList(make(w, None) for w in experts.gate_up_proj)
+        self.down = nn.ModuleList(make(w, None) for w in experts.down_proj)
+
+    def forward(self, x_sorted: Tensor, tokens_per_expert: list[int]) -> Tensor:
+        from model.moe import grouped_by_expert
+
+        return grouped_by_expert(x_sorted, tokens_per_expert, self.expert)
+
+    def expert(self, x: Tensor, e: int) -> Tensor:                          # [n, H] -> [n, H]
+        gate, up = self.gate_up[e](x).chunk(2, dim=-1)                      # [n, I] each
+        return self.down[e](F.silu(gate) * up)
+
+
 def pack_for_cpu(model: nn.Module, quantize: str | None = None) -> int:
     """Swap the nn.Linear modules of `model.language_model` and `model.lm_head` for PackedLinear, or Int8Linear
-    with quantize="int8" (MoE routers stay PackedLinear: their top-k picks are what int8 would disturb most).
-    Vision and MoE experts are left as they are. Returns the number of modules swapped."""
+    with quantize="int8" (MoE routers stay PackedLinear: their top-k picks are what int8 would disturb most),
+    and unquantized MoE experts for PackedExperts. Vision is left as it is. Returns the number of modules swapped.
+    Each module is swapped as soon as it is packed, so peak memory grows by one matrix, not by the model."""
+    from model.moe import Experts
+
     modules = [(model.language_model, name, m) for name, m in model.language_model.named_modules()]
     modules.append((model, "lm_head", model.lm_head))
+    linear = Int8Linear if quantize == "int8" else PackedLinear
     swapped = 0
     for root, name, module in modules:
-        if type(module) is not nn.Linear:
+        if type(module) is nn.Linear:
+            replacement = (PackedLinear if name.endswith("mlp.gate") else linear)(module.weight, module.bias)
+        elif type(module) is Experts:
+            replacement = PackedExperts(module, linear)
+        else:
             continue
-        router = name.endswith("mlp.gate")
-        make = Int8Linear if quantize == "int8" and not router else PackedLinear
         parent, _, child = name.rpartition(".")
-        setattr(root.get_submodule(parent) if parent else root, child, make(module.weight, module.bias))
+        setattr(root.get_submodule(parent) if parent else root, child, replacement)
         swapped += 1
     return swapped

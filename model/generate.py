@@ -177,7 +177,9 @@ class Qwen3VL(nn.Module):
         model.requires_grad_(False)
         model._inv_freq = model._inv_freq.to(device)
         model._slot_axis = model._slot_axis.to(device)
-        if state["lm_head.weight"] is state["language_model.embed_tokens.weight"]:
+        tied = state["lm_head.weight"] is state["language_model.embed_tokens.weight"]
+        del state   # the modules hold the tensors now; packing below then frees each plain weight as it goes
+        if tied:
             model.lm_head.weight = model.language_model.embed_tokens.weight   # tied: one parameter
         if quantize is not None or packing_supported(dtype, device):
             pack_for_cpu(model, quantize)

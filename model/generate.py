@@ -127,9 +127,8 @@ class Qwen3VL(nn.Module):
         tensor_parallel_size=N > 1 shards the text decoder over N ranks: this process is rank 0 and starts N-1
         worker processes (CPU: gloo; CUDA: NCCL, rank r on cuda:index+r); `close()` (or exit) stops them. Under
         torchrun (WORLD_SIZE > 1 in the environment) each launched process loads its own rank instead."""
-        from model.loader import resolve_model_path
-
         from model.cpu import check_quantize
+        from model.loader import resolve_model_path
 
         device = torch.device(device)
         check_quantize(quantize, device)

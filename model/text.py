@@ -98,8 +98,8 @@ def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
     if L == 1 and nq != nkv:
         # one new token: the nq/nkv query heads sharing a kv head are that many query rows over the same keys
         # (no causal structure among them). SDPA's enable_gqa path is several times slower on CPU in bf16.
-        out = F.scaled_dot_product_attention(q.view(B, nkv, nq // nkv, hd), k, v, attn_mask=mask)
-        return out.view(B, nq, 1, hd)
+        out = F.scaled_dot_product_attention(q.reshape(B, nkv, nq // nkv, hd), k, v, attn_mask=mask)
+        return out.reshape(B, nq, 1, hd)
     gqa = nq != nkv
     if mask is None:
         return F.scaled_dot_product_attention(q, k, v, is_causal=L > 1, enable_gqa=gqa)

@@ -154,9 +154,23 @@ def checkpoint(shape: str, log=print) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(folder))
     del model
+    if spec["moe"]:
+        _experts_to_hub_layout(folder)
     (folder / "generation_config.json").write_text(json.dumps(GENERATION_CONFIG))
     qwen_tokenizer.save_processor(folder)
     return folder
+
+
+def _experts_to_hub_layout(folder: Path) -> None:
+    """save_pretrained writes fused experts as [E, 2I, H] / [E, H, I]; the Hub files (and llama.cpp's converter,
+    which splits gate|up along the last dim) have [E, H, 2I] / [E, I, H]. Both loaders read the Hub layout."""
+    from safetensors.torch import load_file, save_file
+
+    for f in sorted(folder.glob("*.safetensors")):
+        tensors = load_file(str(f))
+        for name in [n for n in tensors if n.endswith(("experts.gate_up_proj", "experts.down_proj"))]:
+            tensors[name] = tensors[name].transpose(1, 2).contiguous()
+        save_file(tensors, str(f), metadata={"format": "pt"})
 
 
 def gguf(shape: str, kind: str, log=print) -> Path:
@@ -377,7 +391,8 @@ def make_inputs(folder: Path, seed: int = 0) -> Inputs:
 
 
 def copy_bandwidth(threads: int, nbytes: int = 1 << 30) -> dict:
-    """Bytes/s (per CPU second) of torch copy (read + write, counted as STREAM does) and of a sum (read)."""
+    """Bytes per CPU second (all threads' CPU time, as the engines are timed) of a torch copy (read + write,
+    counted as STREAM does) and of a sum (read only)."""
     import torch
 
     torch.set_num_threads(threads)
@@ -386,7 +401,7 @@ def copy_bandwidth(threads: int, nbytes: int = 1 << 30) -> dict:
     b.copy_(a)
     copy = min(timed(lambda: b.copy_(a)).cpu for _ in range(3))
     read = min(timed(lambda: a.sum()).cpu for _ in range(3))
-    return {"copy_GBps": 2 * a.nbytes / copy / 1e9 * threads, "read_GBps": a.nbytes / read / 1e9 * threads}
+    return {"copy_GBps": 2 * a.nbytes / copy / 1e9, "read_GBps": a.nbytes / read / 1e9}
 
 
 # ------------------------------------------------------------------------------------------ the run
@@ -504,7 +519,7 @@ def summarize(shape: str, engines: list[Engine], bandwidth: dict, decode_tokens:
             for t in threads:
                 key = f"decode{decode_tokens}@{t}t"
                 if key in rows[e.name]:
-                    per_token = rows[e.name][key]["cpu_s"] / decode_tokens / t   # CPU seconds split over t cores
+                    per_token = rows[e.name][key]["cpu_s"] / decode_tokens      # CPU seconds, all threads
                     nbytes = rows[e.name]["decode_bytes_per_token"]
                     bound[f"{e.name}@{t}t"] = {
                         "bytes_per_token": nbytes, "copy_GBps": bandwidth[t]["copy_GBps"],
@@ -548,12 +563,43 @@ def format_report(result: dict) -> str:
     lines.append("-- ratios (their CPU time / ours; > 1: ours faster)")
     for pair, r in result["ratios"].items():
         lines.append(f"   {pair:40s} " + "  ".join(f"{k} x{v:.2f}" for k, v in sorted(r.items())))
-    lines.append("-- decode vs this machine's bandwidth (bytes read per token / copy bandwidth, per core)")
+    lines.append("-- decode vs this machine's bandwidth (bytes read per token and per CPU second / copy bandwidth)")
     for name, b in result["decode_vs_bandwidth"].items():
         lines.append(f"   {name:24s} {b['bytes_per_token'] / 1e9:.3f} GB/token at {b['achieved_GBps']:.1f} GB/s "
                      f"= {100 * b['fraction_of_copy_bandwidth']:.0f}% of copy ({b['copy_GBps']:.1f} GB/s), "
                      f"{100 * b['fraction_of_read_bandwidth']:.0f}% of read")
     return "\n".join(lines)
+
+
+def top1_agreement(shape: str, positions: int = 500, log=print) -> dict:
+    """Greedy (top-1) agreement with our bf16 model over `positions` teacher-forced positions of one random
+    prompt: ours int8, and llama.cpp q8_0 and bf16 (all logits of one prefill each). Random weights have a
+    small logit scale (near-ties), so this is a lower bound on what a trained model shows."""
+    import numpy as np
+    import torch
+
+    folder = checkpoint(shape, log)
+    ids = make_inputs(folder).prompt[:positions]
+
+    def ours(quantize):
+        model = Ours(folder, "bfloat16", quantize).model
+        with torch.inference_mode():
+            return model.logits(torch.tensor([ids]))[0].float().numpy()
+
+    ref = ours(None)
+    result = {"positions": positions, "ref_logit_std": float(ref.std()),
+              "ref_top1_margin_median": float(np.median(np.diff(np.sort(ref, -1)[:, -2:], axis=-1)))}
+    top = ref.argmax(-1)
+    result["ours int8"] = float((ours("int8").argmax(-1) == top).mean())
+    llama_cpp = import_llama_cpp()
+    if llama_cpp is not None:
+        for kind in ("bf16", "q8_0"):
+            llm = llama_cpp.Llama(model_path=str(gguf(shape, kind, log)), n_ctx=positions + 8, n_batch=512,
+                                  n_ubatch=512, logits_all=True, verbose=False)
+            llm.eval(ids)
+            result[f"llama.cpp {kind}"] = float((np.asarray(llm.scores[:positions]).argmax(-1) == top).mean())
+            del llm
+    return result
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -567,6 +613,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-vision", action="store_true", help="skip the 1280x720 image encode")
     parser.add_argument("--build-llama-cpp", action="store_true",
                         help=f"build llama-cpp-python {LLAMA_CPP_VERSION} from source into {LLAMA_CPP_DIR} first")
+    parser.add_argument("--agreement", type=int, metavar="N", default=0,
+                        help="instead of timing: top-1 agreement with our bf16 over N positions (int8, llama.cpp)")
     parser.add_argument("--json", action="store_true")
 
 
@@ -576,6 +624,10 @@ def run_from_args(args: argparse.Namespace) -> int:
         build_llama_cpp(log)
     if min(args.threads) < 1 or args.rounds < 1 or args.decode < 1 or min(args.prefill) < 1:
         raise ValueError("--threads, --rounds, --decode and --prefill must be positive")
+    if args.agreement:
+        result = top1_agreement(args.shape, args.agreement, log)
+        print(json.dumps(result, indent=2))
+        return 0
     result = run(args.shape, args.threads, args.rounds, args.groups, args.prefill, args.decode, not args.no_vision,
                  log=log)
     print(json.dumps(result, indent=2) if args.json else format_report(result))

@@ -127,6 +127,16 @@ class PackedExperts(nn.Module):
         self.gate_up = nn.ModuleList(make(w, None) for w in experts.gate_up_proj)
         self.down = nn.ModuleList(make(w, None) for w in experts.down_proj)
 
+    @property
+    def gate_up_proj(self) -> Tensor:
+        """[E, 2I, H] as `Experts` holds it: a copy, for inspection."""
+        return torch.stack([m.weight for m in self.gate_up])
+
+    @property
+    def down_proj(self) -> Tensor:
+        """[E, H, I]: a copy, for inspection."""
+        return torch.stack([m.weight for m in self.down])
+
     def forward(self, x_sorted: Tensor, tokens_per_expert: list[int]) -> Tensor:
         from model.moe import grouped_by_expert
 

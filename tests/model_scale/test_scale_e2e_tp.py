@@ -99,7 +99,9 @@ def test_tp2_equals_tp1(kind, fp8_models, no_leftover_processes, record_property
         delta = (got - want_logits).abs().max().item()
         record_property(f"tp2_{kind}_max_abs_logit_delta", delta)
         print(f"\n[{kind}] TP=2 vs TP=1 fp32 logits max|Δ| = {delta:.2e} (|logits| max {want_logits.abs().max():.1f})")
-        assert delta <= 1e-5
+        # TP changes only the fp32 summation order (row-parallel partial sums, oneDNN's K blocking of the shards):
+        # ~1e-6 relative at |logits| ~ 30 (measured 3e-5 dense, 8e-5 MoE); the transformers parity bound is 1e-4
+        assert delta <= 1e-4
         streamed = []
         tokens = two.generate(**inputs, max_new_tokens=NEW_TOKENS, stream=lambda t: streamed.append(int(t[0])))
         assert torch.equal(tokens, want_tokens)

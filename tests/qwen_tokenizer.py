@@ -22,11 +22,10 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from tokenizers import AddedToken
 from transformers import Qwen2Tokenizer
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
-from tiny_tokenizer import CHAT_TEMPLATE, FIRST_SPECIAL_ID, SPECIALS, ImageOnlyQwen3VLProcessor
+from tiny_tokenizer import CHAT_TEMPLATE, FIRST_SPECIAL_ID, ImageOnlyQwen3VLProcessor, qwen2_tokenizer
 
 QWEN_AGENT_WHEEL = "qwen-agent==0.0.34"
 RANKS_IN_WHEEL = "qwen_agent/utils/qwen.tiktoken"
@@ -94,15 +93,7 @@ def build_tokenizer() -> Qwen2Tokenizer:
     vocab = {text(t): r for t, r in ranks.items()}
     merges = [tuple(text(p) for p in _merge_of(ranks, t)) for t, r in sorted(ranks.items(), key=lambda kv: kv[1])
               if len(t) > 1]
-    vocab.update({t: FIRST_SPECIAL_ID + j for j, t in enumerate(SPECIALS)})
-    tok = Qwen2Tokenizer(vocab=vocab, merges=merges, unk_token=None, bos_token=None,
-                         eos_token="<|im_end|>", pad_token="<|endoftext|>")
-    tok.backend_tokenizer.add_special_tokens(
-        [AddedToken(t, special=True, normalized=False) for t in SPECIALS if t.startswith("<|")])
-    tok.backend_tokenizer.add_tokens(
-        [AddedToken(t, special=False, normalized=False) for t in SPECIALS if not t.startswith("<|")])
-    tok.chat_template = CHAT_TEMPLATE
-    return tok
+    return qwen2_tokenizer(vocab, merges)
 
 
 def save_processor(path: str | Path, min_pixels: int = 65536, max_pixels: int = 16777216) -> ImageOnlyQwen3VLProcessor:

@@ -64,8 +64,13 @@ class ImageOnlyQwen3VLProcessor(Qwen3VLProcessor):
 def build_tokenizer() -> Qwen2Tokenizer:
     vocab = {ch: i for i, ch in enumerate(bytes_to_unicode().values())}
     vocab.update({f"<filler_{i}>": i for i in range(256, FIRST_SPECIAL_ID)})
-    vocab.update({t: FIRST_SPECIAL_ID + j for j, t in enumerate(SPECIALS)})
-    tok = Qwen2Tokenizer(vocab=vocab, merges=[], unk_token=None, bos_token=None,
+    return qwen2_tokenizer(vocab, merges=[])
+
+
+def qwen2_tokenizer(vocab: dict[str, int], merges: list[tuple[str, str]]) -> Qwen2Tokenizer:
+    """A Qwen2Tokenizer over `vocab` (ids < 151643) + the special/added tokens at their real ids + the template."""
+    vocab = dict(vocab, **{t: FIRST_SPECIAL_ID + j for j, t in enumerate(SPECIALS)})
+    tok = Qwen2Tokenizer(vocab=vocab, merges=merges, unk_token=None, bos_token=None,
                          eos_token="<|im_end|>", pad_token="<|endoftext|>")
     tok.backend_tokenizer.add_special_tokens(
         [AddedToken(t, special=True, normalized=False) for t in SPECIALS if t.startswith("<|")])

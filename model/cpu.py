@@ -1,8 +1,10 @@
 """CPU fast paths for the text decoder: oneDNN-packed linears, and int8 weights (`quantize="int8"`).
 
 Why: a decode step is one GEMV per weight matrix, so its speed is the rate at which the weights stream from
-memory. torch's bf16 `F.linear` on CPU reaches about half of that (it re-lays out the weight on every call);
-the same oneDNN matmul on a weight packed once into oneDNN's blocked layout reaches the read bandwidth, gives
+memory. torch's bf16 `F.linear` on CPU reaches about half of that (measured: 15 GB/s vs 28.6 GB/s for the
+151,936 x 2048 head on one Zen 5 core); the same oneDNN matmul on a weight packed once into oneDNN's blocked
+layout (`torch.ops.mkldnn._reorder_linear_weight`, what torch.compile's CPU freezing uses) reaches the read
+bandwidth, gives
 bit-identical bf16 results and float32 results equal up to reduction order (~1e-6 relative), and is also
 faster for prefill GEMMs. `pack_for_cpu` swaps every nn.Linear of the text decoder and the lm_head for one,
 and each MoE expert's matrices likewise.

@@ -208,7 +208,7 @@ class EmbeddedPolicy:
 
     def __init__(self, model: str = DEFAULT_MODEL, dtype=None, device=None, *, max_new_tokens: int = 512,
                  progress=None, constrained: bool = True, kv_cache_memory: str | float = "0.2",
-                 max_model_len: int | None = None, **sampling):
+                 max_model_len: int | None = None, quantize: str | None = None, **sampling):
         try:
             from model import Qwen3VL
             from model.engine import Engine, EngineConfig
@@ -222,7 +222,8 @@ class EmbeddedPolicy:
 
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        kwargs = {"device": device, "progress": progress, **({"dtype": dtype} if dtype is not None else {})}
+        kwargs = {"device": device, "progress": progress, "quantize": quantize,
+                  **({"dtype": dtype} if dtype is not None else {})}
         self.model_name = model
         self.model = Qwen3VL.from_pretrained(str(p) if looks_local else model, **kwargs)
         try:

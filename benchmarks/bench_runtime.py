@@ -3,6 +3,8 @@ checkpoint and the same input tensors (one image + text). Ratios > 1 mean the ru
 
     python benchmarks/bench_runtime.py [--model PATH] [--prompt-tokens 256] [--new-tokens 32] [--device cuda]
     qvl-agent bench ...                       (same options)
+    qvl-agent bench --compare llama.cpp ...   (benchmarks/bench_llamacpp.py: llama.cpp, ours and transformers
+                                               on random checkpoints of real shapes, CPU)
 
 Without --model a tiny random checkpoint is built with transformers in a temp folder (speed of the code
 paths, not of a real model). Inputs are built by hand (no tokenizer needed), so any checkpoint works.
@@ -94,7 +96,8 @@ def sample_transformers(ref, inputs: dict, new_tokens: int, device) -> tuple[flo
 
 
 def run(model: str | None = None, prompt_tokens: int = 256, new_tokens: int = 32, image_grid=(16, 16),
-        dtype: str = "bfloat16", device: str | None = None, repeats: int = 3, log=print) -> dict:
+        dtype: str = "bfloat16", device: str | None = None, repeats: int = 3, log=print,
+        quantize: str | None = None) -> dict:
     """Both runtimes on the same checkpoint and inputs -> timings and ratios (transformers / ours)."""
     import torch
     from transformers import AutoModelForImageTextToText
@@ -113,7 +116,7 @@ def run(model: str | None = None, prompt_tokens: int = 256, new_tokens: int = 32
         model = str(build_tiny_checkpoint(Path(tmp.name)))
     try:
         t0 = time.perf_counter()
-        ours = Qwen3VL.from_pretrained(model, dtype=getattr(torch, dtype), device=dev)
+        ours = Qwen3VL.from_pretrained(model, dtype=getattr(torch, dtype), device=dev, quantize=quantize)
         load_s = time.perf_counter() - t0
         inputs = make_inputs(ours.config, prompt_tokens, image_grid)
         log(f"runtime loaded in {load_s:.1f}s; loading transformers ...")
@@ -133,7 +136,7 @@ def run(model: str | None = None, prompt_tokens: int = 256, new_tokens: int = 32
             tmp.cleanup()
     return {
         "model": model if tmp is None else "tiny random checkpoint",
-        "device": str(dev), "dtype": dtype, "prompt_tokens": int(inputs["input_ids"].shape[1]),
+        "device": str(dev), "dtype": dtype + (f" ({quantize})" if quantize else ""), "prompt_tokens": int(inputs["input_ids"].shape[1]),
         "new_tokens": new_tokens, "load_s": load_s,
         "ours": {**ours_t, "decode_tok_s": 1 / ours_t["decode_s_per_token"]},
         "transformers": {**hf_t, "decode_tok_s": 1 / hf_t["decode_s_per_token"]},
@@ -169,16 +172,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=list(DTYPES), default="bfloat16")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats after one warm-up (median)")
+    parser.add_argument("--quantize", choices=["int8"], help="load ours with int8 weights (CPU)")
+    parser.add_argument("--compare", choices=["transformers", "llama.cpp"], default="transformers",
+                        help="llama.cpp: run benchmarks/bench_llamacpp.py (needs llama-cpp-python)")
+    parser.add_argument("--shape", choices=["2b", "30b-a3b"], default="2b",
+                        help="--compare llama.cpp: the random checkpoint's shape")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="--compare llama.cpp: thread counts")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
 def run_from_args(args: argparse.Namespace) -> int:
+    if args.compare == "llama.cpp":
+        return _run_llamacpp(args)
     gh, gw = args.image_grid
     if gh <= 0 or gw <= 0 or gh % 2 or gw % 2:
         raise ValueError(f"--image-grid must be two positive even numbers, got {gh} {gw}")
     result = run(args.model, args.prompt_tokens, args.new_tokens, (gh, gw), args.dtype, args.device, args.repeats,
-                 log=lambda msg: print(msg, file=sys.stderr))
+                 log=lambda msg: print(msg, file=sys.stderr), quantize=args.quantize)
     print(json.dumps(result, indent=2) if args.json else format_report(result))
+    return 0
+
+
+def _run_llamacpp(args: argparse.Namespace) -> int:
+    """`--compare llama.cpp`: the side-by-side harness with this command's options mapped onto it."""
+    import importlib.util
+
+    if args.model is not None:
+        raise ValueError("--compare llama.cpp builds and converts its own random checkpoints (--shape); "
+                         "it does not take --model")
+    if args.device not in (None, "cpu"):
+        raise ValueError("--compare llama.cpp runs on the CPU only")
+    spec = importlib.util.spec_from_file_location("bench_llamacpp", Path(__file__).with_name("bench_llamacpp.py"))
+    harness = sys.modules["bench_llamacpp"] = importlib.util.module_from_spec(spec)   # dataclasses look it up
+    spec.loader.exec_module(harness)
+    if harness.import_llama_cpp() is None:
+        raise ValueError(harness.missing_llama_cpp_message())
+    group = "int8" if args.quantize else {"float32": "f32", "bfloat16": "bf16"}.get(args.dtype)
+    if group is None:
+        raise ValueError(f"--compare llama.cpp compares bf16, float32 or --quantize int8, not {args.dtype}")
+    result = harness.run(args.shape, args.threads, args.repeats, [group], [args.prompt_tokens], args.new_tokens,
+                         log=lambda msg: print(msg, file=sys.stderr))
+    print(json.dumps(result, indent=2) if args.json else harness.format_report(result))
     return 0
 
 

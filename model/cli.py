@@ -20,6 +20,7 @@ from model.config import DEFAULT_MODEL
 DTYPE_NAMES = ("bfloat16", "float16", "float32")
 # What the runtime reads from a checkpoint repository (the Hub repos also hold README, images, .gguf, ...).
 DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.jinja", "*.model", "*.tiktoken"]
+QUANTIZE_CHOICES = ("int8",)   # model.cpu.QUANTIZE_CHOICES (not imported here: it would load torch for --help)
 
 
 def register(subparsers) -> None:
@@ -36,6 +37,8 @@ def register(subparsers) -> None:
     gen.add_argument("--top-k", type=int, default=0)
     gen.add_argument("--seed", type=int, default=None)
     gen.add_argument("--dtype", choices=DTYPE_NAMES, default="bfloat16")
+    gen.add_argument("--quantize", choices=QUANTIZE_CHOICES, default=None,
+                     help="CPU: int8 weights with per-row scales, int8 activations per token (model/cpu.py)")
     gen.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     gen.add_argument("--json", action="store_true", help="print answer, token ids and timings as JSON")
     gen.add_argument("--tp", type=int, default=None, metavar="N",
@@ -66,7 +69,7 @@ def register(subparsers) -> None:
     down.set_defaults(func=run_download)
 
     bench = subparsers.add_parser("bench", help="prefill/decode speed: embedded runtime vs transformers; "
-                                                "`bench serve`: load a server",
+                                                "`bench serve`: load a server; --compare llama.cpp",
                                   description=(
                                       "Time prefill and decode of the embedded runtime and of transformers on the "
                                       "same checkpoint and inputs, in the same run; print both and their ratio."))
@@ -133,10 +136,11 @@ def run_generate(args: argparse.Namespace) -> int:
         images.append(load_image(Path(name).expanduser()))
     device = _device(args.device)
     tp = f", tensor-parallel {args.tp}" if args.tp and args.tp > 1 else ""
-    print(f"loading {args.model} ({args.dtype}, {device}{tp}) ...", file=sys.stderr)
+    quant = f", {args.quantize}" if args.quantize else ""
+    print(f"loading {args.model} ({args.dtype}{quant}, {device}{tp}) ...", file=sys.stderr)
     t0 = time.perf_counter()
     model = Qwen3VL.from_pretrained(args.model, dtype=getattr(torch, args.dtype), device=device,
-                                    progress=LoadProgress(), tensor_parallel_size=args.tp)
+                                    progress=LoadProgress(), tensor_parallel_size=args.tp, quantize=args.quantize)
     try:
         return _answer(args, model, images, time.perf_counter() - t0)
     finally:

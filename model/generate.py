@@ -119,15 +119,20 @@ class Qwen3VL(nn.Module):
     def from_pretrained(cls, path_or_repo_id: str | Path, dtype: torch.dtype = torch.bfloat16,
                         device: str | torch.device = "cpu",
                         progress: Callable[[int, int], None] | None = None,
-                        tensor_parallel_size: int | None = None) -> "Qwen3VL":
+                        tensor_parallel_size: int | None = None, quantize: str | None = None) -> "Qwen3VL":
         """Load a checkpoint folder or a Hub id from the local HF cache; progress(done, total) per tensor.
+
+        On CPU the text decoder's linears are packed for oneDNN at load (model/cpu.py; same results, about twice
+        the decode speed in bf16). quantize="int8" stores them as int8 with per-row scales instead (CPU only).
 
         tensor_parallel_size=N > 1 shards the text decoder over N ranks: this process is rank 0 and starts N-1
         worker processes (CPU: gloo; CUDA: NCCL, rank r on cuda:index+r); `close()` (or exit) stops them. Under
         torchrun (WORLD_SIZE > 1 in the environment) each launched process loads its own rank instead."""
+        from model.cpu import check_quantize
         from model.loader import resolve_model_path
 
         device = torch.device(device)
+        check_quantize(quantize, device)
         folder = resolve_model_path(path_or_repo_id)
         launched = int(os.environ.get("WORLD_SIZE", "1") or 1)
         n = launched if tensor_parallel_size is None else tensor_parallel_size
@@ -146,18 +151,19 @@ class Qwen3VL(nn.Module):
                 device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
             created = not dist.is_initialized()
             tp = init_tensor_parallel(device=device)
-            model = cls.load_rank(folder, dtype, device, tp, progress if rank == 0 else None)
+            model = cls.load_rank(folder, dtype, device, tp, progress if rank == 0 else None, quantize)
             if created:   # the group this model made is left by close() or, at the latest, at interpreter exit
                 model._leave_group = weakref.finalize(model, leave_process_group)
             return model
         if n == 1:
-            return cls.load_rank(folder, dtype, device, TensorParallel(), progress)
-        return cls._load_with_workers(folder, dtype, device, n, progress)
+            return cls.load_rank(folder, dtype, device, TensorParallel(), progress, quantize)
+        return cls._load_with_workers(folder, dtype, device, n, progress, quantize)
 
     @classmethod
     def load_rank(cls, folder: Path | str, dtype: torch.dtype, device: torch.device, tp: TensorParallel,
-                  progress: Callable[[int, int], None] | None = None) -> "Qwen3VL":
+                  progress: Callable[[int, int], None] | None = None, quantize: str | None = None) -> "Qwen3VL":
         """This rank's shard of the checkpoint in `folder` (the whole model when tp.world_size == 1)."""
+        from model.cpu import pack_for_cpu, packing_supported
         from model.loader import CheckpointReader, load_state, use_fp8_modules
 
         folder = Path(folder)
@@ -171,13 +177,17 @@ class Qwen3VL(nn.Module):
         model.requires_grad_(False)
         model._inv_freq = model._inv_freq.to(device)
         model._slot_axis = model._slot_axis.to(device)
-        if state["lm_head.weight"] is state["language_model.embed_tokens.weight"]:
+        tied = state["lm_head.weight"] is state["language_model.embed_tokens.weight"]
+        del state   # the modules hold the tensors now; packing below then frees each plain weight as it goes
+        if tied:
             model.lm_head.weight = model.language_model.embed_tokens.weight   # tied: one parameter
+        if quantize is not None or packing_supported(dtype, device):
+            pack_for_cpu(model, quantize)
         return model.eval()
 
     @classmethod
     def _load_with_workers(cls, folder: Path, dtype: torch.dtype, device: torch.device, n: int,
-                           progress: Callable[[int, int], None] | None) -> "Qwen3VL":
+                           progress: Callable[[int, int], None] | None, quantize: str | None) -> "Qwen3VL":
         import torch.distributed as dist
 
         from model.loader import CheckpointReader, plan_state, use_fp8_modules
@@ -210,11 +220,12 @@ class Qwen3VL(nn.Module):
 
         init_method = f"tcp://127.0.0.1:{free_port()}"
         pool = WorkerPool.start(n, dict(folder=str(folder), dtype=str(dtype).removeprefix("torch."),
-                                        devices=[str(d) for d in devices], init_method=init_method))
+                                        devices=[str(d) for d in devices], init_method=init_method,
+                                        quantize=quantize))
         try:
             tp = init_tensor_parallel(rank=0, world_size=n, init_method=init_method, device=devices[0])
             pool.owns_process_group = True
-            model = cls.load_rank(folder, dtype, devices[0], tp, progress)
+            model = cls.load_rank(folder, dtype, devices[0], tp, progress, quantize)
             pool.wait(timeout_s=collective_timeout_s())
         except BaseException:
             pool.close()
@@ -258,11 +269,11 @@ class Qwen3VL(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return self.lm_head.weight.device
+        return self.language_model.embed_tokens.weight.device
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.lm_head.weight.dtype
+        return self.language_model.embed_tokens.weight.dtype
 
     # ------------------------------------------------------------------ forward pieces
 

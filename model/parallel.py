@@ -504,7 +504,8 @@ def worker_main() -> None:
         device = torch.device(load["devices"][rank])
         tp = init_tensor_parallel(rank=rank, world_size=load["world_size"], init_method=load["init_method"],
                                   device=device)
-        model = Qwen3VL.load_rank(load["folder"], getattr(torch, load["dtype"]), device, tp)
+        model = Qwen3VL.load_rank(load["folder"], getattr(torch, load["dtype"]), device, tp,
+                                  quantize=load.get("quantize"))
     except BaseException as e:
         _send(conn, ("error", str(e) if isinstance(e, (ValueError, FileNotFoundError)) else f"{type(e).__name__}: {e}"))
         sys.exit(1)

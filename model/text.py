@@ -50,9 +50,16 @@ class AttentionCache(Protocol):
 
 def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
     """SDPA with GQA: q [B, nq, L, hd], k/v [B, nkv, S, hd], mask [B, 1, L, S] bool (None = causal) -> [B, nq, L, hd]."""
-    gqa = q.shape[1] != k.shape[1]
+    B, nq, L, hd = q.shape
+    nkv = k.shape[1]
+    if L == 1 and nq != nkv:
+        # one new token: the nq/nkv query heads sharing a kv head are that many query rows over the same keys
+        # (no causal structure among them). SDPA's enable_gqa path is several times slower on CPU in bf16.
+        out = F.scaled_dot_product_attention(q.reshape(B, nkv, nq // nkv, hd), k, v, attn_mask=mask)
+        return out.reshape(B, nq, 1, hd)
+    gqa = nq != nkv
     if mask is None:
-        return F.scaled_dot_product_attention(q, k, v, is_causal=q.shape[2] > 1, enable_gqa=gqa)
+        return F.scaled_dot_product_attention(q, k, v, is_causal=L > 1, enable_gqa=gqa)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
 
 

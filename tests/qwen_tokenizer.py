@@ -26,7 +26,7 @@ from pathlib import Path
 from transformers import Qwen2Tokenizer
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
-from tiny_tokenizer import FIRST_SPECIAL_ID, SPECIALS, qwen_tokenizer_from
+from tiny_tokenizer import CHAT_TEMPLATE, FIRST_SPECIAL_ID, SPECIALS, ImageOnlyQwen3VLProcessor, qwen_tokenizer_from
 
 
 def tiktoken_path() -> Path:
@@ -97,3 +97,15 @@ def save_tokenizer(folder: str | Path) -> Qwen2Tokenizer:
     tok = build_tokenizer()
     tok.save_pretrained(str(folder))
     return tok
+
+
+def save_processor(path: str | Path, min_pixels: int = 65536, max_pixels: int = 16777216) -> ImageOnlyQwen3VLProcessor:
+    """Write the real tokenizer + the Hub's image-processor settings (pixel budget of the released models)."""
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    ip = Qwen2VLImageProcessorPil(size={"shortest_edge": min_pixels, "longest_edge": max_pixels}, patch_size=16,
+                                  temporal_patch_size=2, merge_size=2, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    proc = ImageOnlyQwen3VLProcessor(image_processor=ip, tokenizer=build_tokenizer(), chat_template=CHAT_TEMPLATE)
+    proc.save_pretrained(str(path))
+    ip.save_pretrained(str(path))
+    return proc

@@ -94,3 +94,26 @@ def test_bench_reports_both_runtimes_and_ratios(capsys):
         assert result[side]["prefill_s"] > 0 and result[side]["decode_tok_s"] > 0
     assert result["prefill_speedup"] == pytest.approx(result["transformers"]["prefill_s"] / result["ours"]["prefill_s"])
     assert result["decode_speedup"] > 0
+
+
+def test_generate_quantize_int8_answers(tmp_path_factory, image_file, capsys):
+    ckpt = tiny_checkpoints.checkpoint("dense_untied", tmp_path_factory)
+    rc, out, err = run_cli(["generate", "--model", str(ckpt), "--image", str(image_file), "--prompt", "Hi",
+                            "--max-new-tokens", "4", "--quantize", "int8", "--json"], capsys)
+    assert rc == 0, err
+    assert len(json.loads(out)["token_ids"]) == 4 and "int8" in err
+    rc, out, err = run_cli(["generate", "--model", str(ckpt), "--prompt", "Hi", "--quantize", "int8",
+                            "--device", "cuda"], capsys)
+    assert rc != 0 and err.startswith("error:") and len(err.strip().splitlines()) == 1
+
+
+def test_bench_compare_llama_cpp_without_llama_cpp_is_one_error_line(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    if importlib.util.find_spec("llama_cpp") is not None:
+        pytest.skip("llama-cpp-python is installed here")
+    monkeypatch.setenv("QVL_CACHE", str(tmp_path))      # no cached source build either
+    rc, out, err = run_cli(["bench", "--compare", "llama.cpp"], capsys)
+    assert rc != 0 and out == ""
+    assert err.startswith("error: llama-cpp-python is not installed") and "--build-llama-cpp" in err
+    assert len(err.strip().splitlines()) == 1

@@ -12,6 +12,7 @@ import torch
 import tiny_checkpoints
 
 from model import Qwen3VL
+from model.cpu import PackedLinear
 from model.config import Qwen3VLConfig
 
 
@@ -31,8 +32,13 @@ def replace_file(folder: Path, name: str, content: bytes | str) -> None:
 
 
 def test_tied_checkpoint_has_one_embedding_matrix(tmp_path_factory):
+    """The checkpoint stores one matrix for both; on CPU the head is a oneDNN-packed copy of it (model/cpu.py),
+    elsewhere the very same parameter."""
     tied = Qwen3VL.from_pretrained(tiny_checkpoints.checkpoint("dense_tied", tmp_path_factory), dtype=torch.float32)
-    assert tied.lm_head.weight is tied.language_model.embed_tokens.weight
+    if isinstance(tied.lm_head, PackedLinear):
+        assert torch.equal(tied.lm_head.weight, tied.language_model.embed_tokens.weight)
+    else:
+        assert tied.lm_head.weight is tied.language_model.embed_tokens.weight
     untied = Qwen3VL.from_pretrained(tiny_checkpoints.checkpoint("dense_untied", tmp_path_factory),
                                      dtype=torch.float32)
     assert untied.lm_head.weight.data_ptr() != untied.language_model.embed_tokens.weight.data_ptr()
@@ -46,7 +52,7 @@ def test_config_is_read_from_the_checkpoint(tmp_path_factory):
     assert c.text.mrope_section == (3, 3, 2) and c.vision.deepstack_visual_indexes == (0, 1)
     assert c.eos_token_ids == (151645, 151643) and c.pad_token_id == 151643   # generation_config.json
     assert m.dtype == torch.bfloat16 and len(m.language_model.layers) == 3 and len(m.visual.blocks) == 3
-    assert all(isinstance(getattr(m.language_model.layers[0].self_attn, p), torch.nn.Linear)
+    assert all(isinstance(getattr(m.language_model.layers[0].self_attn, p), (torch.nn.Linear, PackedLinear))
                for p in ("q_proj", "k_proj", "v_proj", "o_proj"))
 
 

@@ -10,6 +10,7 @@ from PIL import Image
 from transformers import Qwen3VLMoeForConditionalGeneration
 
 from model import Qwen3VL
+from model.cpu import PackedExperts
 from model.moe import Experts, SparseMoeBlock
 from tiny_tokenizer import build_processor
 
@@ -46,7 +47,7 @@ def reference(moe_layouts):
 def test_moe_layout_matches_transformers(layout, moe_layouts, reference, record_property):
     ours = Qwen3VL.from_pretrained(moe_layouts[layout], dtype=torch.float32)
     blocks = [m for m in ours.modules() if isinstance(m, SparseMoeBlock)]
-    assert len(blocks) == ours.config.text.num_hidden_layers and all(isinstance(b.experts, Experts) for b in blocks)
+    assert len(blocks) == ours.config.text.num_hidden_layers and all(isinstance(b.experts, (Experts, PackedExperts)) for b in blocks)
     for case, (inputs, want_logits, want_tokens) in reference.items():
         delta = (ours.logits(**inputs) - want_logits).abs().max().item()
         record_property(f"moe_{layout}_{case}_max_abs_logit_delta", delta)

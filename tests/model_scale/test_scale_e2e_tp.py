@@ -23,7 +23,7 @@ from PIL import Image
 from agent.cli import main as cli_main
 from model import Qwen3VL
 from model.quant import Fp8Experts, Fp8Linear
-from tiny_checkpoints import FP32_LOGIT_TOL
+from tiny_checkpoints import FP32_LOGIT_RTOL
 from tiny_tokenizer import build_processor
 
 REPO = Path(__file__).resolve().parents[2]
@@ -100,7 +100,8 @@ def test_tp2_equals_tp1(kind, fp8_models, no_leftover_processes, record_property
         delta = (got - want_logits).abs().max().item()
         record_property(f"tp2_{kind}_max_abs_logit_delta", delta)
         print(f"\n[{kind}] TP=2 vs TP=1 fp32 logits max|Δ| = {delta:.2e} (|logits| max {want_logits.abs().max():.1f})")
-        assert delta <= FP32_LOGIT_TOL   # o_proj/down_proj sum their halves on two ranks: another order
+        # TP changes only the fp32 summation order (row-parallel partial sums, oneDNN's K blocking of the shards)
+        assert delta <= FP32_LOGIT_RTOL * want_logits.abs().max().item()
         streamed = []
         tokens = two.generate(**inputs, max_new_tokens=NEW_TOKENS, stream=lambda t: streamed.append(int(t[0])))
         assert torch.equal(tokens, want_tokens)
@@ -228,7 +229,7 @@ def test_under_torchrun(fp8_models, tmp_path):
     want_logits, want_tokens = one.logits(ids), one.generate(ids, max_new_tokens=16)
     for r in ranks:
         assert r["workers"] == [] and r["q_rows"] == 128 and r["left_group"]
-        assert (r["logits"] - want_logits).abs().max().item() <= FP32_LOGIT_TOL
+        assert (r["logits"] - want_logits).abs().max().item() <= FP32_LOGIT_RTOL * want_logits.abs().max().item()
         assert torch.equal(r["tokens"], want_tokens)
 
 

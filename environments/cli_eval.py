@@ -46,10 +46,15 @@ def register(subparsers) -> None:
                    help="worker processes, each with its own browser/display (default 1)")
     p.add_argument("--mirror", default=None, help="folder of offline copies of task downloads")
     p.add_argument("--out", default=None, help="output folder (default runs/eval-<timestamp>)")
+    p.add_argument("--check", action="store_true",
+                   help="run nothing: say for every task whether it would run, be skipped (and why) or end in an "
+                        "error, and how many tasks per domain have an evaluator this harness implements")
     p.set_defaults(func=_eval)
 
 
 def _eval(args: argparse.Namespace) -> int:
+    if args.check:
+        return _check(args)
     if args.agent == "openai" and not (args.base_url and args.model):
         raise ValueError("--agent openai needs --base-url and --model")
     if args.mirror and not Path(args.mirror).is_dir():
@@ -66,6 +71,17 @@ def _eval(args: argparse.Namespace) -> int:
     print(format_table(entries))
     print(f"summary: {out / 'summary.json'}")
     return exit_code(entries)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from environments.check import check_refs, format_checks
+    from environments.suite import task_refs
+
+    if args.mirror and not Path(args.mirror).is_dir():
+        raise FileNotFoundError(f"mirror folder not found: {args.mirror}")
+    checks = check_refs(task_refs(args.tasks, args.examples), Path(args.mirror) if args.mirror else None)
+    print(format_checks(checks))
+    return exit_code([{"status": {"run": "scored", "skip": "skipped"}.get(c.status, c.status)} for c in checks])
 
 
 def exit_code(entries: list[dict]) -> int:

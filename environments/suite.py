@@ -33,7 +33,7 @@ from pydantic import BaseModel
 from agent.progress import EvalProgress
 from agent.trajectory import EVAL_FILE
 from environments.sites import fill_site_placeholders, uses_sites
-from environments.tasks import Task, load_meta, load_task, load_task_dir
+from environments.tasks import Task, TaskRef, load_ref, meta_refs, task_dir_refs
 
 BUNDLED_DIR = Path(__file__).parent / "tasks"
 BUNDLED_META = BUNDLED_DIR / "test_all.json"
@@ -106,8 +106,8 @@ class EvalSettings:
 
 # ---- task selection --------------------------------------------------------------------------------
 
-def load_tasks(spec: str | os.PathLike | None = None, examples_dir: str | os.PathLike | None = None) -> list[Task]:
-    """Tasks named by `spec`: a task file, a folder of task files, or a meta file `{domain: [ids]}`.
+def task_refs(spec: str | os.PathLike | None = None, examples_dir: str | os.PathLike | None = None) -> list[TaskRef]:
+    """The task files `spec` names: a task file, a folder of task files, or a meta file `{domain: [ids]}`.
 
     None = the bundled suite. A meta file's task files are `<examples>/<domain>/<id>.json` with
     `<examples>` = `examples_dir`, else OSWorld's `<meta dir>/examples`, else the meta file's own folder.
@@ -118,8 +118,8 @@ def load_tasks(spec: str | os.PathLike | None = None, examples_dir: str | os.Pat
         raise FileNotFoundError(f"no task file, folder or meta file at {path}")
     if path.is_dir():
         if (path / "test_all.json").is_file():
-            return load_tasks(path / "test_all.json", examples_dir)
-        return load_task_dir(path)
+            return task_refs(path / "test_all.json", examples_dir)
+        return task_dir_refs(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
@@ -127,8 +127,13 @@ def load_tasks(spec: str | os.PathLike | None = None, examples_dir: str | os.Pat
     if isinstance(data, dict) and "instruction" not in data and all(isinstance(v, list) for v in data.values()):
         if examples_dir is None:
             examples_dir = path.parent / "examples" if (path.parent / "examples").is_dir() else path.parent
-        return load_meta(path, examples_dir)
-    return [load_task(path)]
+        return meta_refs(path, examples_dir)
+    return [(path, None, None)]
+
+
+def load_tasks(spec: str | os.PathLike | None = None, examples_dir: str | os.PathLike | None = None) -> list[Task]:
+    """Tasks named by `spec` (see task_refs); the first unreadable task file is an error naming it."""
+    return [load_ref(r) for r in task_refs(spec, examples_dir)]
 
 
 def oracle_path(task: Task) -> Path | None:

@@ -96,7 +96,7 @@ class Task(BaseModel):
     id: str
     instruction: str
     snapshot: str = ""
-    source: str = ""
+    source: str | list[str] = ""  # one task of test_all.json gives a list of URLs
     config: list[SetupStep] = Field(default_factory=list)
     trajectory: str = "trajectories/"
     related_apps: list[str] = Field(default_factory=list)
@@ -139,7 +139,20 @@ def load_task(path: str | Path, domain: str | None = None) -> Task:
     return task
 
 
-def load_task_dir(folder: str | Path) -> list[Task]:
+# A task file to load: its path, its domain (None: the file's folder) and the id a meta file expects (or None).
+TaskRef = tuple[Path, "str | None", "str | None"]
+
+
+def load_ref(ref: TaskRef) -> Task:
+    """The task a reference names; a meta file's id must match the file's."""
+    path, domain, task_id = ref
+    task = load_task(path, domain=domain)
+    if task_id is not None and task.id != task_id:
+        raise ValueError(f"{task.path}: id {task.id!r} does not match the meta file's {task_id!r}")
+    return task
+
+
+def task_dir_refs(folder: str | Path) -> list[TaskRef]:
     """Every `*.json` task file under `folder` (recursively), sorted by path."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -147,12 +160,16 @@ def load_task_dir(folder: str | Path) -> list[Task]:
     files = sorted(folder.rglob("*.json"))
     if not files:
         raise ValueError(f"no *.json task files under {folder}")
-    return [load_task(f) for f in files]
+    return [(f, None, None) for f in files]
 
 
-def load_meta(meta_path: str | Path, examples_dir: str | Path | None = None,
-              domains: list[str] | None = None) -> list[Task]:
-    """Tasks listed by an OSWorld meta file (`{domain: [task ids]}`, e.g. test_all.json).
+def load_task_dir(folder: str | Path) -> list[Task]:
+    return [load_ref(r) for r in task_dir_refs(folder)]
+
+
+def meta_refs(meta_path: str | Path, examples_dir: str | Path | None = None,
+              domains: list[str] | None = None) -> list[TaskRef]:
+    """The task files an OSWorld meta file (`{domain: [task ids]}`, e.g. test_all.json) lists.
 
     `examples_dir` defaults to `<meta dir>/examples`, OSWorld's layout; task files are
     `<examples_dir>/<domain>/<id>.json`. `domains` keeps only those domains.
@@ -166,16 +183,14 @@ def load_meta(meta_path: str | Path, examples_dir: str | Path | None = None,
         unknown = sorted(set(domains) - set(meta))
         if unknown:
             raise ValueError(f"{meta_path}: no domain(s) {', '.join(unknown)}; it has {', '.join(sorted(meta))}")
-    tasks = []
-    for domain, ids in meta.items():
-        if domains is not None and domain not in domains:
-            continue
-        for task_id in ids:
-            task = load_task(examples / domain / f"{task_id}.json", domain=domain)
-            if task.id != task_id:
-                raise ValueError(f"{task.path}: id {task.id!r} does not match the meta file's {task_id!r}")
-            tasks.append(task)
-    return tasks
+    return [(examples / domain / f"{task_id}.json", domain, task_id) for domain, ids in meta.items()
+            if domains is None or domain in domains for task_id in ids]
+
+
+def load_meta(meta_path: str | Path, examples_dir: str | Path | None = None,
+              domains: list[str] | None = None) -> list[Task]:
+    """Tasks listed by an OSWorld meta file (see meta_refs)."""
+    return [load_ref(r) for r in meta_refs(meta_path, examples_dir, domains)]
 
 
 def truthy(value: Any) -> bool:

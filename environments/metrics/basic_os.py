@@ -44,12 +44,13 @@ def check_moved_jpgs(directory: dict | None, rule: dict) -> float:
 def is_in_vm_clickboard(config: dict, terminal_output: Any) -> float:
     """The expected text (every one, for a list) is in the command's output; no output scores 0
     (OSWorld: raises)."""
-    if terminal_output is None:
-        return 0.0
     expected = config["expected"]
-    if not isinstance(expected, list):
-        return float(expected in terminal_output)
-    return float(all(e in terminal_output for e in expected))
+    try:
+        if not isinstance(expected, list):
+            return float(expected in terminal_output)
+        return float(all(e in terminal_output for e in expected))
+    except TypeError:
+        return 0.0
 
 
 METRICS = {f.__name__: f for f in (

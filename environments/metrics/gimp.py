@@ -7,7 +7,6 @@ Images that do not open score 0 where OSWorld raises (a missing export, a trunca
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import numpy as np
 

@@ -49,7 +49,14 @@ DEFAULT_SETTINGS = {"display_name": "", "language": "en", "theme": "light", "ema
 
 
 def empty_state() -> dict:
-    return {"bookings": [], "forms": {}, "settings": dict(DEFAULT_SETTINGS)}
+    # `submitted` counts what each endpoint stored, so a task's check_json can require exactly one
+    # booking with an `eq` rule (OSWorld's check_json crashes on a list index past the end).
+    return {"bookings": [], "forms": {}, "settings": dict(DEFAULT_SETTINGS), "submitted": {}}
+
+
+def record(state: dict, kind: str, entries: list, entry: dict) -> None:
+    entries.append(entry)
+    state.setdefault("submitted", {})[kind] = len(entries)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -285,12 +292,12 @@ def _handler_for(server: SiteServer) -> type[BaseHTTPRequestHandler]:
 
         def _store_booking(self, body: dict) -> dict:
             booking = make_booking(body)
-            server.update_state(lambda s: s["bookings"].append(booking))
+            server.update_state(lambda s: record(s, "bookings", s["bookings"], booking))
             return booking
 
         def _store_form(self, name: str, body: dict) -> dict:
             entry = {k: v for k, v in body.items() if isinstance(v, (str, bool, int, float, list))}
-            server.update_state(lambda s: s["forms"].setdefault(name, []).append(entry))
+            server.update_state(lambda s: record(s, name, s["forms"].setdefault(name, []), entry))
             return {"ok": True}
 
         def _store_settings(self, body: dict) -> dict:

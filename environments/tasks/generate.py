@@ -80,21 +80,21 @@ def open_site(path: str) -> list[dict]:
     return [{"type": "chrome_open_tabs", "parameters": {"urls_to_open": ["{SITE}" + path]}}]
 
 
-def state_rules(expect: list[tuple[list, str, object]], unexpect: list[tuple[list, str, object]] = ()) -> dict:
-    """check_json on the sites' state file: each `expect` (key path, method, ref) must hold, no `unexpect` may."""
+def state_rules(expect: list[tuple[list, str, object]]) -> dict:
+    """check_json on the sites' state file: each `expect` (key path, method, ref) must hold."""
     def rules(triples):
         return [{"key": path, "method": method, "ref": ref} for path, method, ref in triples]
 
     return {
         "func": "check_json",
         "result": STATE_GETTER,
-        "expected": {"type": "rule", "rules": {"expect": rules(expect), "unexpect": rules(unexpect)}},
+        "expected": {"type": "rule", "rules": {"expect": rules(expect)}},
     }
 
 
-def only_one(path: list) -> list[tuple[list, str, object]]:
-    """An unexpect rule for a second entry in the list at `path` (a missing entry reads as None)."""
-    return [(path + [1], "ne", None)]
+def only_one(kind: str) -> tuple[list, str, object]:
+    """Exactly one entry was submitted to `kind` (the sites count each endpoint's entries)."""
+    return (["submitted", kind], "eq", 1)
 
 
 INFEASIBLE = {"func": "infeasible"}
@@ -164,7 +164,7 @@ def flight_task(task_id: str, instruction: str, *, origin: str, destination: str
     expect.append((["bookings", 0, "passengers"], "eq",
                    [{"first_name": first, "last_name": last} for first, last in passengers]))
     spec = task(task_id, instruction, snapshot="browser", apps=["browser", "flights"],
-                config=open_site("/flights/"), evaluator=state_rules(expect, only_one(["bookings"])))
+                config=open_site("/flights/"), evaluator=state_rules([*expect, only_one("bookings")]))
     return spec, booking_oracle(origin, destination, date, row, passengers, email)
 
 
@@ -254,7 +254,7 @@ def contact_task(task_id: str, instruction: str, *, name: str, email: str, topic
     turns += [click(*SEND), wait(0.5), DONE]
     spec = task(task_id, instruction, snapshot="browser", apps=["browser", "forms"],
                 config=open_site("/" if from_portal else "/forms/"),
-                evaluator=state_rules(expect, only_one(["forms", "contact"])))
+                evaluator=state_rules([*expect, only_one("contact")]))
     return spec, turns
 
 

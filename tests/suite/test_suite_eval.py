@@ -110,9 +110,9 @@ def test_skipped_and_error_tasks_are_reported_never_passed(tmp_path, capsys):
                           "expected": {"type": "rule", "rules": {"expected": "yes\n"}}}},
         "unknown-metric": _browser_task("unknown-metric", {
             "func": "is_the_moon_full", "result": {"type": "vm_file", "path": "{SITE_STATE}", "dest": "s.json"}}),
-        "broken-rule": _browser_task("broken-rule", {  # check_json rules without "key": the metric raises
+        "broken-rule": _browser_task("broken-rule", {  # check_json rules that are not an object: the metric raises
             "func": "check_json", "result": {"type": "vm_file", "path": "{SITE_STATE}", "dest": "s.json"},
-            "expected": {"type": "rule", "rules": {"expect": [{"method": "eq", "ref": 1}]}}}),
+            "expected": {"type": "rule", "rules": [{"key": ["bookings"], "method": "eq", "ref": 1}]}}),
         "scored-zero": _browser_task("scored-zero", {
             "func": "check_json", "result": {"type": "vm_file", "path": "{SITE_STATE}", "dest": "s.json"},
             "expected": {"type": "rule", "rules": {"expect": [{"key": ["bookings", 0, "origin"], "method": "eq",

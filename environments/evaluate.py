@@ -108,7 +108,13 @@ def evaluate_task(task: Task, controller: Controller, action_history: list[Any])
         return EvalResult(status="skipped", reason=e.reason)
     except SetupError as e:
         return EvalResult(status="error", reason=f"postconfig failed: {e}")
+    return score_actions(task, controller, action_history, t0)
 
+
+def score_actions(task: Task, controller: Controller, action_history: list[Any], t0: float | None = None) -> EvalResult:
+    """OSWorld's scoring after postconfig: infeasible/FAIL, then the getters and metrics as they stand."""
+    t0 = time.time() if t0 is None else t0
+    ev = task.evaluator
     last = action_history[-1] if action_history else None
     if ev.func == "infeasible":
         score = 1.0 if is_fail(last) else 0.0

@@ -63,8 +63,20 @@ get_find_unpacked_extension_path = _pref_getter(
     lambda d: [ext["path"] for ext in d.get("extensions", {}).get("settings", {}).values()], "Google")
 get_find_installed_extension_name = _pref_getter(
     lambda d: [ext["manifest"]["name"] for ext in d.get("extensions", {}).get("settings", {}).values()], "Google")
-get_data_delete_automacally = _pref_getter(
-    lambda d: _true_false(d["profile"].get("default_content_setting_values", None) is not None), "Google")
+
+
+def _site_settings_set(profile: dict) -> bool:
+    """OSWorld: "true" when `profile.default_content_setting_values` exists, which in the Chrome of its
+    image happens once a site-data setting (cookies cleared on exit) is changed. Chromium ≥ 13x writes
+    that dict into every fresh profile with its own migration flags (`has_migrated_…`); a dict holding
+    only those is read as absent, so an untouched profile reads "false" as it does in OSWorld's image."""
+    values = profile.get("default_content_setting_values", None)
+    if values is None:
+        return False
+    return not (isinstance(values, dict) and values and all(k.startswith("has_migrated") for k in values))
+
+
+get_data_delete_automacally = _pref_getter(lambda d: _true_false(_site_settings_set(d["profile"])), "Google")
 
 
 def _local_state_getter(read, fallback):

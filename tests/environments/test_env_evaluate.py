@@ -446,3 +446,31 @@ def test_app_config_getters(ctl):
     t = task({"func": "is_vlc_recordings_folder", "result": {"type": "vlc_config", "dest": "vlcrc"},
               "expected": rule({"recording_file_path": "/home/user/Videos"})})
     assert evaluate_task(t, ctl, []).score == 1.0
+
+
+def test_data_delete_getter_reads_chromiums_own_migration_flags_as_unset(ctl):
+    prefs = ctl.host_path("~/.config/google-chrome/Default/Preferences")
+    prefs.parent.mkdir(parents=True)
+    get = G.GETTERS["data_delete_automacally"]
+    assert get(ctl, {}) == "Google"  # no Preferences: OSWorld's fallback
+    for values, want in ((None, "false"), ({"has_migrated_local_network_access": True}, "false"),
+                         ({"has_migrated_local_network_access": True, "cookies": 4}, "true"), ({}, "true")):
+        profile = {"name": "x"} if values is None else {"default_content_setting_values": values}
+        prefs.write_text(json.dumps({"profile": profile}))
+        assert get(ctl, {}) == want, values
+
+
+def test_content_from_vm_file_gives_pandas_strings(ctl):
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    for row in (["name", "n", "x", "f"], ["a", 1, "q", 2.5], ["b", 2, None, 3.0]):
+        ws.append(row)
+    wb.save(ctl.host_path("~/r.xlsx", write=True))
+    got = G.GETTERS["content_from_vm_file"](ctl, {"path": "/home/user/r.xlsx", "file_type": "xlsx",
+                                                  "file_content": "last_row"})
+    assert got == ["b", "2", "nan", "3.0"]  # OSWorld: pandas' last row, astype(str)
+    with pytest.raises(FileNotFoundError):
+        G.GETTERS["content_from_vm_file"](ctl, {"path": "/home/user/none.xlsx", "file_type": "xlsx",
+                                                "file_content": "last_row"})

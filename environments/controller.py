@@ -16,6 +16,7 @@ from pathlib import Path
 from PIL import Image
 
 from environments.sandbox import COMMAND_TIMEOUT_S, CommandResult, Sandbox
+from tools.screenshots import grab, open_mss
 
 
 class Controller:
@@ -134,12 +135,6 @@ class Controller:
     # ---- screen ------------------------------------------------------------------------------
     def screenshot(self) -> Image.Image:
         """RGB screenshot of the display with the cursor drawn (as OSWorld's server returns)."""
-        with _mss_factory()(display=self.display, with_cursor=True) as sct:
-            shot = sct.grab(sct.monitors[1])
-        return Image.frombytes("RGB", shot.size, shot.rgb)
+        with open_mss(self.display, with_cursor=True) as sct:
+            return grab(sct, sct.monitors[1])
 
-
-def _mss_factory():
-    import mss
-
-    return getattr(mss, "MSS", None) or mss.mss  # mss >= 10 renamed the factory

@@ -332,8 +332,8 @@ def _x_ready(number: int) -> bool:
 
 
 def _screen_size(display: str) -> tuple[int, int]:
-    from environments.controller import _mss_factory
+    from tools.screenshots import open_mss
 
-    with _mss_factory()(display=display) as sct:
+    with open_mss(display) as sct:
         m = sct.monitors[1]
     return m["width"], m["height"]

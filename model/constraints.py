@@ -93,7 +93,9 @@ def tool_call_lark(schema: dict, open_tag: str, close_tag: str, max_thought_char
 _LL_TOKENIZERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def _ll_tokenizer(hf_tokenizer, vocab_size: int, eos_ids: list[int]):
+def ll_tokenizer_for(hf_tokenizer, vocab_size: int, eos_ids: list[int]):
+    """llguidance's view of a transformers tokenizer, built once per (tokenizer, vocabulary, eos ids):
+    building it walks the whole vocabulary."""
     import llguidance.hf
 
     per_tok = _LL_TOKENIZERS.setdefault(hf_tokenizer, {})
@@ -143,9 +145,9 @@ class ToolCallGrammar:
         import llguidance
 
         self.vocab_size = vocab_size
-        self.tokenizer = _ll_tokenizer(hf_tokenizer, vocab_size, eos_ids)
+        self.tokenizer = ll_tokenizer_for(hf_tokenizer, vocab_size, eos_ids)
         self.grammar = tool_call_lark(computer_use_schema(grid_max, max_text_chars, max_keys, max_key_chars),
-                                      _tag_atom(hf_tokenizer, "<tool_call>"), _tag_atom(hf_tokenizer, "</tool_call>"),
+                                      tag_atom(hf_tokenizer, "<tool_call>"), tag_atom(hf_tokenizer, "</tool_call>"),
                                       max_thought_chars)
         error = llguidance.LLMatcher.validate_grammar(self.grammar, self.tokenizer)
         if error:
@@ -156,7 +158,7 @@ class ToolCallGrammar:
         return GrammarConstraint(self._llguidance.LLMatcher(self.tokenizer, self.grammar), self.vocab_size)
 
 
-def _tag_atom(hf_tokenizer, tag: str) -> str:
+def tag_atom(hf_tokenizer, tag: str) -> str:
     """Qwen tokenizers have <tool_call> / </tool_call> as single added tokens, which llguidance matches by
     id only; a tokenizer without them spells the tag out."""
     ids = hf_tokenizer.encode(tag, add_special_tokens=False)

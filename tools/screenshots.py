@@ -13,12 +13,15 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFont
 
 
-def open_mss(display: str | None = None) -> Any:
-    """An mss screen grabber (one per thread: mss handles are not thread-safe)."""
+def open_mss(display: str | None = None, with_cursor: bool = False) -> Any:
+    """An mss screen grabber (one per thread: mss handles are not thread-safe); `with_cursor` draws
+    the pointer into the capture, as OSWorld's screenshots have it."""
     import mss
 
     factory = getattr(mss, "MSS", None) or mss.mss  # mss >= 10 renamed the factory
     kwargs = {"display": display} if display else {}
+    if with_cursor:
+        kwargs["with_cursor"] = True
     try:
         return factory(**kwargs)
     except Exception as e:  # mss raises ScreenShotError with the X error text

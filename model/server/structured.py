@@ -35,7 +35,7 @@ def constraint_for(request: ChatCompletionRequest, tokenizer, vocab_size: int, e
     try:
         import llguidance
 
-        from model.constraints import GrammarConstraint, _ll_tokenizer, _tag_atom, tool_call_lark
+        from model.constraints import GrammarConstraint, ll_tokenizer_for, tag_atom, tool_call_lark
     except ImportError as e:
         raise APIError(400, f"structured output needs grammar-constrained decoding, unavailable here ({e})",
                        param="response_format" if wants_json else "tool_choice") from None
@@ -48,9 +48,9 @@ def constraint_for(request: ChatCompletionRequest, tokenizer, vocab_size: int, e
         grammar = f"start: %json {json.dumps({'x-guidance': COMPACT, **schema})}\n"
     else:
         grammar = tool_call_lark({"x-guidance": TRAINED_SEPARATORS, **_call_schema(request)},
-                                 _tag_atom(tokenizer, "<tool_call>"), _tag_atom(tokenizer, "</tool_call>"),
+                                 tag_atom(tokenizer, "<tool_call>"), tag_atom(tokenizer, "</tool_call>"),
                                  max_thought_chars=0)
-    ll_tokenizer = _ll_tokenizer(tokenizer, vocab_size, eos_ids)
+    ll_tokenizer = ll_tokenizer_for(tokenizer, vocab_size, eos_ids)
     error = llguidance.LLMatcher.validate_grammar(grammar, ll_tokenizer)
     if error:
         raise APIError(400, f"the schema cannot be used for constrained decoding: {error}",

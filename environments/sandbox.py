@@ -138,8 +138,6 @@ class Sandbox:
         for d in HIDDEN:
             if os.path.isdir(d):
                 args += ["--tmpfs", d]
-        for d in _python_dirs():  # the interpreter the shims run, if it lives in a hidden folder
-            args += ["--ro-bind", d, d]
         for f in SECRETS:
             if os.path.exists(f):
                 args += ["--ro-bind", "/dev/null", f]
@@ -147,6 +145,10 @@ class Sandbox:
                  "--ro-bind", str(self.etc / "group"), "/etc/group"]
         for inside, (host, writable) in sorted(self.mounts.items()):  # parents before children
             args += ["--bind" if writable else "--ro-bind", str(host), inside]
+        # the interpreter the shims run, if it lives in a folder the sandbox hides or replaces (pyenv in
+        # /root, a venv in a home or under /tmp): bound last, over the task's own /tmp
+        for d in _python_dirs():
+            args += ["--ro-bind", d, d]
         if x11:
             X11_SOCKETS.mkdir(mode=0o1777, exist_ok=True)
             args += ["--bind", str(X11_SOCKETS), str(X11_SOCKETS)]
@@ -282,11 +284,12 @@ def _within(path: PurePosixPath, folder: str) -> bool:
 
 
 def _under_hidden(path: str) -> bool:
-    return any(_within(PurePosixPath(path), h) for h in HIDDEN)
+    return any(_within(PurePosixPath(path), h) for h in (*HIDDEN, "/tmp", "/run"))
 
 
 def _python_dirs() -> list[str]:
-    """Folders of this interpreter and its packages that HIDDEN would hide (pyenv keeps Python in /root)."""
+    """Folders of this interpreter and its packages that the sandbox would hide (HIDDEN, and /tmp and /run,
+    which it replaces): pyenv keeps Python in /root, a venv may live in a home or under /tmp."""
     dirs = {sys.base_prefix, sys.prefix, os.path.dirname(os.path.realpath(sys.executable)), *_user_site_dirs()}
     spec = importlib.util.find_spec("pyautogui")
     if spec is not None and spec.origin:

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import sqlite3
+import subprocess
 import threading
 import time
 import uuid
+import venv
 from pathlib import Path
 
 import pytest
@@ -474,3 +477,20 @@ def test_content_from_vm_file_gives_pandas_strings(ctl):
     with pytest.raises(FileNotFoundError):
         G.GETTERS["content_from_vm_file"](ctl, {"path": "/home/user/none.xlsx", "file_type": "xlsx",
                                                 "file_content": "last_row"})
+
+
+def test_sandbox_runs_from_a_venv_under_tmp(tmp_path):
+    """The README installs into a venv inside the clone; a clone under /tmp (or a home) is a folder the
+    sandbox replaces, so its interpreter must be bound back in or no task can start."""
+    env_dir = tmp_path / "venv"  # pytest's tmp_path is under /tmp
+    venv.EnvBuilder(system_site_packages=True, symlinks=True).create(env_dir)
+    script = ("import sys; from pathlib import Path; from environments.sandbox import Sandbox\n"
+              "s = Sandbox(Path(sys.argv[1]))\n"
+              "try:\n    r = s.run(['sh', '-c', 'id -u; echo $HOME'])\n    print(r.returncode, r.output.split())\n"
+              "finally:\n    s.close()\n")
+    root = str(Path(__file__).resolve().parents[2])
+    r = subprocess.run([str(env_dir / "bin" / "python"), "-c", script, str(tmp_path / "sandbox")],
+                       capture_output=True, text=True, timeout=120, cwd=root,
+                       env={**os.environ, "PYTHONPATH": root})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split("\n")[0] == "0 ['1000', '/home/user']", r.stdout

@@ -28,7 +28,8 @@ def sample(seqs: list[Sequence], logits: Tensor) -> list[int]:
     out: list[int | None] = [None] * len(seqs)
     greedy = [i for i, q in enumerate(seqs) if q.request.sampling.plain_greedy and q.request.constraint is None]
     if greedy:
-        picked = logits[greedy].argmax(-1).tolist()
+        # the common case, every row greedy, reads the logits in place: a row gather copies [n, V] first
+        picked = (logits if len(greedy) == len(seqs) else logits[greedy]).argmax(-1).tolist()
         for i, t in zip(greedy, picked):
             out[i] = t
     V = logits.shape[-1]
